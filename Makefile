@@ -1,0 +1,48 @@
+# Two commands for a fresh machine (see README.md):
+#   make run    set up, get the data, run the default study
+#   make test   set up, run the test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CORES ?= 4
+# Debian packages the study and the tests use, installed only where apt works (root).
+APT_PACKAGES ?= dataset-fashion-mnist
+
+.PHONY: setup system-deps data run test lint clean-venv
+
+setup: $(VENV)/.installed
+
+# Reinstall when the dependency list changes. pip's "location ignored" chatter is dropped.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	$(VENV)/bin/pip install -q -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	touch $@
+
+# Where apt works (root on Debian/Ubuntu) the real Fashion-MNIST comes from Debian's
+# dataset-fashion-mnist; elsewhere `hpsweep data fetch` downloads the official files.
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	elif [ -n "$$missing" ]; then \
+	  echo "note: not installing $$missing (needs root and apt); data will be downloaded instead"; \
+	fi
+
+data: setup system-deps
+	$(VENV)/bin/hpsweep data fetch
+
+run: data
+	$(VENV)/bin/snakemake --cores $(CORES)
+
+test: setup system-deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check src tests workflow/scripts benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

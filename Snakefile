@@ -1,0 +1,22 @@
+# hpsweep study DAG: a table of contents. Everything it computes (validation,
+# sweep expansion, paths, statistics) lives in the hpsweep library.
+#
+#   snakemake --cores 4 --resources gpu=1           the whole study
+#   snakemake --cores 4 --config params=other.toml  another params file
+#   snakemake --profile profiles/slurm              on a SLURM cluster
+
+from hpsweep.workflow import load_study_or_exit
+
+STUDY = load_study_or_exit(config.get("params", "params.toml"))
+PATHS = STUDY.paths
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/summarize.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.summarize.output,

@@ -1,0 +1,38 @@
+"""Train one planned run of a study into its own directory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .data.prepared import load_prepared
+from .space import dumps_config
+from .study import Study
+
+log = logging.getLogger(__name__)
+
+
+def train_planned_run(study: Study, run_id: str, threads: int | None = None,
+                      progress: bool = True) -> dict:
+    """Train `run_id` of the study's plan; returns its metrics.
+
+    config.json (the resolved config and signature) is written before training
+    so a running or killed run can be identified; metrics.json, written last
+    by the trainer, marks the run complete.
+    """
+    from .train import train_run
+
+    spec = study.plan.runs.get(run_id)
+    if spec is None:
+        raise KeyError(f"run {run_id!r} is not in the plan of {study.params_path}; "
+                       "run `hpsweep plan` to list the study's runs")
+    out_dir = study.paths.run_dir(run_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".config.json.tmp{os.getpid()}"
+    tmp.write_text(dumps_config(spec))
+    os.replace(tmp, out_dir / "config.json")
+    data = load_prepared(study.paths.prepared)
+    log.info("run %s: seed %d, %s", run_id, spec.seed, Path(out_dir))
+    return train_run(spec.config, data, out_dir, seed=spec.seed, threads=threads,
+                     progress=progress)
