@@ -66,6 +66,24 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_runs_sync(args: argparse.Namespace) -> int:
+    from .runstore import sync
+    from .study import Study
+
+    counts = sync(Study.load(args.params))
+    print("runs: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    return 0
+
+
+def _cmd_runs_stale(args: argparse.Namespace) -> int:
+    from .runstore import stale_runs
+    from .study import Study
+
+    for path in stale_runs(Study.load(args.params)):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpsweep", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"hpsweep {__version__}")
@@ -89,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("prepare", help="write the prepared tensors and manifest")
     p.add_argument("--params", default=DEFAULT_PARAMS)
     p.set_defaults(func=_cmd_data_prepare)
+
+    runs = sub.add_parser("runs", help="the run store (results/runs)").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION")
+    p = runs.add_parser("sync", help="re-stamp complete runs after a DVC restore (no retraining)")
+    p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.set_defaults(func=_cmd_runs_sync)
+    p = runs.add_parser("stale", help="list run directories the params file no longer uses")
+    p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.set_defaults(func=_cmd_runs_stale)
 
     p = sub.add_parser("plan", help="list the runs the params file expands to")
     p.add_argument("--params", default=DEFAULT_PARAMS)

@@ -1,0 +1,60 @@
+"""Shrink the shipped params.toml into a quick study for end-to-end tests.
+
+Tests run the real configuration with fewer samples, values and epochs rather
+than a fake one (DESIGN.md principle 6).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import tomli
+import tomli_w
+
+ROOT = Path(__file__).resolve().parents[1]
+FMNIST_MIRROR = Path("/usr/share/datasets/fashion-mnist")
+BIN = Path(sys.executable).parent
+
+
+def shrunk_params(tmp: Path, *, subset: int = 600, epochs: int = 1, values: int = 2,
+                  **overrides) -> Path:
+    """Write tmp/params.toml: the shipped study, shrunk; return its path."""
+    data = tomli.loads((ROOT / "params.toml").read_text())
+    data["data"]["train_subset"] = subset
+    data["train"]["epochs"] = epochs
+    data["train"]["eval_batch_size"] = 2048
+    data["sweeps"] = {k: {**v, "values": v["values"][:values]}
+                      for k, v in list(data["sweeps"].items())[:2]}
+    for grid in data["grids"].values():
+        for axis in ("x", "y"):
+            grid[axis]["values"] = grid[axis]["values"][:values]
+    for cfg in data["configs"].values():
+        cfg["train.epochs"] = epochs
+    data["optuna"].update(n_trials=3, n_workers=2, epochs=1)
+    data["final"].update(seeds=[0, 1], epochs=1)
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition("__")
+        data[section][key] = value
+    path = tmp / "params.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the real snakemake on the project's Snakefile inside `workdir`."""
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+           "--config", f"params={workdir / 'params.toml'}", "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of the project's DAG files (for tests that need their own git/DVC repo)."""
+    for name in ("Snakefile", "dvc.yaml", "params.toml", ".dvcignore"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "workflow", dest / "workflow")
+    shutil.copytree(ROOT / "profiles", dest / "profiles")
+    return dest

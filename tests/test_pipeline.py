@@ -1,0 +1,52 @@
+"""End-to-end: the real Snakemake DAG on a shrunk real study (real Fashion-MNIST)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from studyfixtures import FMNIST_MIRROR, shrunk_params, snakemake
+
+from hpsweep.study import Study
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not FMNIST_MIRROR.is_dir(),
+                       reason="needs Debian's dataset-fashion-mnist (make test installs it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    shrunk_params(tmp)
+    res = snakemake(tmp)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return tmp
+
+
+def test_study_runs_end_to_end(study_dir):
+    study = Study.load(study_dir / "params.toml", root=study_dir)
+    table = pd.read_csv(study_dir / "results/summary/experiment_summary.csv")
+    assert len(table) == len(study.plan.members)
+    assert set(table["status"]) <= {"ok", "early_stopped"}
+    assert table["best_val_acc"].min() > 0.5  # 1 epoch on 600 images still learns
+    for run_id in study.plan.run_ids():
+        metrics = json.loads((study.paths.run_dir(run_id) / "metrics.json").read_text())
+        assert metrics["provenance"]["data_checksum"]
+        assert (study_dir / "results/logs/train" / f"{run_id}.log").is_file()
+
+
+def test_second_run_has_nothing_to_do(study_dir):
+    res = snakemake(study_dir, "-n")
+    assert res.returncode == 0
+    assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def test_invalid_params_stop_before_any_job(tmp_path):
+    shrunk_params(tmp_path, train__lr=-1.0)
+    res = snakemake(tmp_path)
+    assert res.returncode != 0
+    assert "train.lr = -1.0" in res.stderr + res.stdout
+    assert not (tmp_path / "results").exists()
