@@ -247,7 +247,8 @@ class OptunaConfig(_Strict):
 
 class FinalConfig(_Strict):
     enabled: bool = True
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1)
     epochs: int = Field(0, ge=0)  # 0 = the tuned config's epochs
 
 
