@@ -14,9 +14,15 @@ PATHS = STUDY.paths
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/summarize.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/summary_tables.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.summarize.output,
+        rules.summary_tables.output,
+        rules.plots.output,
+        rules.report.output,

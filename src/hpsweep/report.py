@@ -1,0 +1,625 @@
+"""reports/report.md: the study as a practitioner would write it up.
+
+Built only from files (the summary tables, the figures, the runs' metrics and
+the optional Optuna and final-retrain results), so it can be regenerated at
+any time. Sections whose inputs do not exist yet say "not run" instead of
+failing: the Optuna section needs results/optuna/<study>/best_params.json
+(and uses trials.csv and reports/figures/optuna_*.png when present), the final
+retrain section results/final/summary.json. Figure links are relative to the
+report, so reports/ can be moved or published as a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .atomic import write_text
+from .plots import figure_paths, figures_dir, load_table
+from .space import format_value
+from .study import Study
+from .summarize import (
+    ACC,
+    baseline_config_id,
+    config_table,
+    experiment_summary_path,
+    failures,
+    grid_long,
+    read_metrics,
+    sweep_table,
+    swing_table,
+    table_outputs,
+)
+
+MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
+OPTUNA_FIGURES = ("history", "importance", "parallel", "slice", "contour", "intermediate",
+                  "pareto")
+
+
+# ------------------------------------------------------------------ paths
+
+
+def report_path(study: Study) -> Path:
+    return study.paths.reports_dir / "report.md"
+
+
+def optuna_dir(study: Study) -> Path:
+    return study.paths.results_dir / "optuna" / study.params.study.name
+
+
+def final_summary_path(study: Study) -> Path:
+    return study.paths.results_dir / "final" / "summary.json"
+
+
+def optional_inputs(study: Study) -> list[Path]:
+    """Results of later stages the report shows when they exist (enabled in params)."""
+    out = []
+    if study.params.optuna.enabled:
+        out += [optuna_dir(study) / "best_params.json", optuna_dir(study) / "trials.csv"]
+    if study.params.final.enabled:
+        out.append(final_summary_path(study))
+    return out
+
+
+def later_stage_inputs(study: Study, rules) -> list[str]:
+    """The optional inputs some rule of a Snakemake workflow produces (`rules`: objects
+    with ``is_producer(path)``, e.g. ``workflow.rules``): the report waits for those
+    and renders "not run" for the others (disabled, or their rules not included)."""
+    rules = list(rules)
+    return [str(p) for p in optional_inputs(study)
+            if any(r.is_producer(str(p)) for r in rules)]
+
+
+def report_inputs(study: Study) -> list[str]:
+    """Files the report is built from (the rule's inputs, optional stages aside)."""
+    return [str(p) for p in (experiment_summary_path(study), *table_outputs(study).values(),
+                             *figure_paths(study).values())]
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def _finite(x: Any) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def pct(x: Any, digits: int = 2) -> str:
+    return f"{100 * float(x):.{digits}f} %" if _finite(x) else "–"
+
+
+def mean_ci_text(mean: Any, half: Any, digits: int = 2) -> str:
+    if not _finite(mean):
+        return "–"
+    text = f"{100 * float(mean):.{digits}f}"
+    return text + (f" ± {100 * float(half):.{digits}f} %" if _finite(half) else " %")
+
+
+def num(x: Any, digits: int = 1) -> str:
+    if not _finite(x):
+        return "–"
+    x = float(x)
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
+
+
+def duration(seconds: Any) -> str:
+    if not _finite(seconds):
+        return "–"
+    s = float(seconds)
+    if s < 10:
+        return f"{s:.2f} s"
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def t_975(n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.nan
+
+
+def _esc(cell: Any) -> str:
+    return str(cell).replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(headers: list[str], rows: list[list[Any]], align: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table; `align` is one of l/r/c per column."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    marks = {"l": ":---", "r": "---:", "c": ":---:"}
+    lines = ["| " + " | ".join(_esc(h) for h in headers) + " |",
+             "| " + " | ".join(marks[a] for a in align) + " |"]
+    lines += ["| " + " | ".join(_esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+class _Doc:
+    def __init__(self, out: Path):
+        self.out = out
+        self.parts: list[str] = []
+
+    def add(self, *blocks: str) -> None:
+        self.parts.extend(b.rstrip("\n") for b in blocks if b is not None)
+
+    def fig(self, path: Path, alt: str) -> None:
+        if Path(path).is_file():
+            rel = os.path.relpath(path, self.out.parent).replace(os.sep, "/")
+            self.add(f"![{alt}]({rel})")
+
+    def text(self) -> str:
+        return "\n\n".join(self.parts) + "\n"
+
+
+# ------------------------------------------------------------------ readers
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _runs_metrics(study: Study) -> list[dict]:
+    return [m for r in study.plan.run_ids()
+            if (m := read_metrics(study.paths.run_dir(r))) is not None]
+
+
+def _manifest(study: Study) -> dict:
+    return _read_json(study.paths.manifest) or {}
+
+
+# ------------------------------------------------------------------ sections
+
+
+def _summary(doc: _Doc, study: Study, configs: pd.DataFrame, swing: pd.DataFrame,
+             fails: pd.DataFrame, table: pd.DataFrame, final: dict | None) -> None:
+    runs = table.drop_duplicates("run_id")
+    lines = []
+    if len(configs) and configs[MEAN].notna().any():
+        b = configs.iloc[0]
+        lines.append(f"- **Best configuration:** {b['label']} ({b['where']}): best validation "
+                     f"accuracy {mean_ci_text(b[MEAN], b[CI])} over {int(b['n'])} seed(s).")
+        base = configs[configs["where"].str.startswith("baseline")]
+        if len(base):
+            r = base.iloc[0]
+            lines.append(f"- **Baseline:** {mean_ci_text(r[MEAN], r[CI])} "
+                         f"(rank {int(r['rank'])} of {len(configs)} configurations).")
+    else:
+        lines.append("- No completed runs yet.")
+    # Statements about single parameters come from the sweeps (a grid moves two at once).
+    single = swing[swing["kind"] == "sweep"] if len(swing) else swing
+    single = single if len(single) else swing
+    if len(single):
+        top = single.iloc[0]
+        lines.append(f"- **Most influential:** `{top['param']}` ({top['kind']} {top['name']}): "
+                     f"{100 * top['swing']:.1f} points between {top['best_value']} and "
+                     f"{top['worst_value']}.")
+        if len(single) > 1:
+            low = single.iloc[-1]
+            lines.append(f"- **Least influential:** `{low['param']}`: "
+                         f"{100 * low['swing']:.1f} points.")
+    nfail = int((fails["status"] != "missing").sum()) if len(fails) else 0
+    nmiss = int((runs["status"] == "missing").sum())
+    lines.append(f"- **Failures:** {nfail} of {len(runs)} runs" +
+                 (f"; {nmiss} not run yet" if nmiss else "") + ".")
+    total = pd.to_numeric(runs["total_time_s"], errors="coerce").sum()
+    lines.append(f"- **Compute:** {duration(total)} of training over "
+                 f"{int((runs['status'] != 'missing').sum())} runs.")
+    if final and _finite(final.get("test_acc_mean")):
+        lines.append(f"- **Final retrain (test split):** "
+                     f"{mean_ci_text(final['test_acc_mean'], final.get('test_acc_ci95'))}.")
+    doc.add("## Summary", "\n".join(lines))
+
+
+def _setup(doc: _Doc, study: Study, metrics: list[dict], table: pd.DataFrame) -> None:
+    p = study.params
+    man = _manifest(study)
+    counts = man.get("counts") or {}
+    counts = {k: counts[k] for k in ("train", "val", "test", *counts) if k in counts}
+    rows = [["dataset", p.data.dataset],
+            ["classes", f"{man.get('num_classes', '–')}"
+             + (f" ({', '.join(map(str, man['classes'][:12]))}"
+                f"{', …' if len(man['classes']) > 12 else ''})" if man.get("classes") else "")],
+            ["input shape", " × ".join(map(str, man["input_shape"]))
+             if man.get("input_shape") else "–"],
+            ["split sizes", ", ".join(f"{k} {v:,}" for k, v in counts.items()) or "–"],
+            ["validation split", f"{p.data.val_fraction:g} of train, split seed "
+                                 f"{p.data.split_seed}"
+             + (f", stratified subset of {p.data.train_subset:,}" if p.data.train_subset else "")],
+            ["seeds per configuration", ", ".join(map(str, p.study.seeds))],
+            ["runs / configurations", f"{table['run_id'].nunique()} runs, "
+                                      f"{table['config_id'].nunique()} configurations, "
+                                      f"{len(table)} sweep/grid entries"]]
+    prov = [m.get("provenance") or {} for m in metrics]
+
+    def distinct(key: str) -> str:
+        vals = [str(v) for v in dict.fromkeys(x.get(key) for x in prov) if v is not None]
+        return ", ".join(vals) or "–"
+
+    if prov:
+        rows += [["device", f"{distinct('device')} ({distinct('device_name')})"],
+                 ["torch / python", f"{distinct('torch')} / {distinct('python')}"],
+                 ["CPU threads", distinct("threads")],
+                 ["bf16 autocast", distinct("bf16")],
+                 ["hosts", distinct("host")],
+                 ["training code version", distinct("code_version")[:40]],
+                 ["data checksum", distinct("data_checksum")[:16] + "…"]]
+    else:
+        rows.append(["report machine", f"{platform.node()} (no run has finished yet)"])
+    doc.add("## Study setup", md_table(["", ""], rows, "ll"))
+    base = p.run_base()
+    brow = [[f"model.{k}", format_value(v)] for k, v in base["model"].items()]
+    brow += [[f"train.{k}", format_value(v)] for k, v in base["train"].items()]
+    doc.add("### Baseline configuration",
+            "Every sweep varies one key of this configuration; grids vary two.",
+            md_table(["key", "value"], brow, "ll"))
+    doc.fig(figure_paths(study)["samples"], "sample training images")
+
+
+def _sweep_rows(df: pd.DataFrame, base_value: str | None) -> list[list[Any]]:
+    rows = []
+    for _, r in df.iterrows():
+        label = str(r["value"])
+        if base_value is not None and label == base_value:
+            label += " (baseline)"
+        if r.get("best"):
+            label = f"**{label}** ★"
+        gap = (r.get("final_train_acc_mean", math.nan) - r.get("final_val_acc_mean", math.nan))
+        rows.append([label, f"{int(r['n_ok'])}/{int(r['n'])}", mean_ci_text(r[MEAN], r[CI]),
+                     pct(r.get("final_val_acc_mean")),
+                     f"{100 * gap:+.1f}" if _finite(gap) else "–",
+                     duration(r.get("total_time_s_mean")), num(r.get("n_params"), 0),
+                     r.get("statuses", "")])
+    return rows
+
+
+SWEEP_HEADERS = ["value", "ok runs", "best val acc (mean ± 95 % CI)", "final val acc",
+                 "train − val (pts)", "time/run", "params", "statuses"]
+
+
+def _sweeps(doc: _Doc, study: Study, table: pd.DataFrame) -> None:
+    p = study.params
+    doc.add("## Single-parameter sweeps")
+    if not p.sweeps:
+        doc.add("No sweeps in params.toml.")
+        return
+    k = len(p.study.seeds)
+    doc.add("Each sweep changes one key of the baseline. Accuracy is the best epoch's "
+            "validation accuracy, mean over seeds ± the 95 % Student-t interval "
+            + (f"(t = {t_975(k):.2f} for {k} seeds; " if k > 1 else "(none with one seed; ")
+            + "intervals shrink with more seeds in `study.seeds`); ★ marks the best value; "
+            "*train − val* is the final epoch's generalisation gap (large: overfitting).")
+    base = p.run_base()
+    base_cid = baseline_config_id(study)
+    figs = figure_paths(study)
+    for name, sw in p.sweeps.items():
+        section, leaf = sw.param.split(".", 1)
+        bv = base[section].get(leaf)
+        df = sweep_table(table, name, base_cid)
+        doc.add(f"### Sweep `{name}`: `{sw.param}`")
+        if df.empty:
+            doc.add("No runs yet.")
+            continue
+        doc.add(md_table(SWEEP_HEADERS, _sweep_rows(df, format_value(bv)), "lrrrrrrl"))
+        doc.fig(figs[f"sweep_{name}"], f"accuracy vs {sw.param}")
+
+
+def _grids(doc: _Doc, study: Study, table: pd.DataFrame) -> None:
+    p = study.params
+    if not p.grids:
+        return
+    doc.add("## Two-parameter grids")
+    figs = figure_paths(study)
+    for name, g in p.grids.items():
+        doc.add(f"### Grid `{name}`: `{g.y.param}` (rows) × `{g.x.param}` (columns)")
+        long = grid_long(table, name)
+        if long.empty:
+            doc.add("No runs yet.")
+            continue
+        xl = [format_value(v) for v in g.x.values]
+        yl = [format_value(v) for v in g.y.values]
+        cell = {(r["y"], r["x"]): (("**" if r["best"] else "") + mean_ci_text(r[MEAN], r[CI])
+                                   + ("**" if r["best"] else ""))
+                for _, r in long.iterrows()}
+        rows = [[y, *(cell.get((y, x), "–") for x in xl)] for y in yl]
+        doc.add(md_table([f"{g.y.param} \\ {g.x.param}", *xl], rows))
+        doc.fig(figs[f"grid_{name}"], f"heatmap {name}")
+
+
+def _swing(doc: _Doc, swing: pd.DataFrame) -> None:
+    doc.add("## Which parameters matter")
+    if swing.empty:
+        doc.add("No sweep has results yet.")
+        return
+    doc.add("Swing = best − worst mean accuracy over a parameter's values (the rest at the "
+            "baseline). A swing below twice the widest seed interval is within seed noise.")
+    rows = []
+    for i, r in swing.iterrows():
+        noise = r["max_ci95"]
+        verdict = ("n/a (one seed)" if not _finite(noise) else
+                   "yes" if r["swing"] > 2 * noise else "no, within seed noise")
+        rows.append([i + 1, f"`{r['param']}`", f"{r['kind']} {r['name']}",
+                     f"{r['best_value']} ({pct(r['best_mean'])})",
+                     f"{r['worst_value']} ({pct(r['worst_mean'])})",
+                     f"{100 * r['swing']:.2f}", pct(noise) if _finite(noise) else "–", verdict])
+    doc.add(md_table(["#", "parameter", "from", "best value", "worst value", "swing (pts)",
+                      "widest CI", "beyond noise?"], rows, "rllllrrl"))
+
+
+def _configs(doc: _Doc, study: Study, configs: pd.DataFrame) -> None:
+    if not study.params.configs or configs.empty:
+        return
+    named = configs[configs["where"].str.contains("config ")]
+    rows = [[r["label"], r["params"], f"{int(r['n_ok'])}/{int(r['n'])}",
+             mean_ci_text(r[MEAN], r[CI]), int(r["rank"]), duration(r.get("total_time_s_mean"))]
+            for _, r in named.iterrows()]
+    doc.add("## Named configurations",
+            md_table(["name", "overrides", "ok runs", "best val acc", "rank", "time/run"],
+                     rows, "llrrrr"))
+
+
+def _failures(doc: _Doc, fails: pd.DataFrame) -> None:
+    doc.add("## Failures")
+    if fails.empty:
+        doc.add("None: every run finished (`ok` or early-stopped) above the accuracy floor "
+                "(twice chance, 2/number of classes).")
+        return
+    rows = [[r["run_id"], r["label"], r["where"], r["seed"], r["status"], pct(r[ACC]),
+             r["reason"]] for _, r in fails.iterrows()]
+    doc.add("Runs that diverged, were pruned or are missing, or whose best validation "
+            "accuracy is below twice chance (2/number of classes).",
+            md_table(["run", "configuration", "in", "seed", "status", "best val acc", "reason"],
+                     rows, "lllrlrl"))
+
+
+def _shortlist(doc: _Doc, study: Study, short: pd.DataFrame) -> None:
+    k = study.params.report.top_k
+    doc.add(f"## Shortlist: top {k} configurations")
+    if short.empty:
+        doc.add("No completed runs yet.")
+        return
+    rows = []
+    for _, r in short.iterrows():
+        gap = r.get("final_train_acc_mean", math.nan) - r.get("final_val_acc_mean", math.nan)
+        rows.append([int(r["rank"]), r["label"], r["where"], f"{int(r['n_ok'])}/{int(r['n'])}",
+                     mean_ci_text(r[MEAN], r[CI]), pct(r.get("final_train_acc_mean")),
+                     pct(r.get("final_val_acc_mean")),
+                     f"{100 * gap:+.1f}" if _finite(gap) else "–",
+                     duration(r.get("total_time_s_mean")), num(r.get("n_params"), 0)])
+    figs = figure_paths(study)
+    doc.add(md_table(["#", "configuration", "in", "ok runs", "best val acc (mean ± CI)",
+                      "final train acc", "final val acc", "gap (pts)", "time/run", "params"],
+                     rows, "rllrrrrrrr"))
+    doc.fig(figs["ranking"], "ranking of configurations")
+    doc.add("Training curves of the shortlist, mean over seeds (train dashed, validation "
+            "solid). A validation curve that falls while training keeps rising is "
+            "overfitting; two low, still-rising curves are underfitting. Training accuracy "
+            "and loss are accumulated during the epoch with dropout and label smoothing on, "
+            "so they can sit below the validation numbers.")
+    doc.fig(figs["curves_shortlist"], "train vs validation curves")
+
+
+def _cost(doc: _Doc, study: Study, table: pd.DataFrame) -> None:
+    runs = table.drop_duplicates("run_id")
+    done = runs[runs["status"] != "missing"]
+    t = pd.to_numeric(done["total_time_s"], errors="coerce")
+    sps = pd.to_numeric(done["samples_per_s"], errors="coerce")
+    figs = figure_paths(study)
+    doc.add("## Cost",
+            f"Total training time {duration(t.sum())} over {len(done)} runs "
+            f"(mean {duration(t.mean())} per run, median throughput "
+            f"{num(sps.median(), 0)} samples/s). Times are wall-clock seconds on the devices "
+            "in *Study setup*; runs that shared a machine slow each other down.")
+    doc.fig(figs["acc_vs_time"], "accuracy vs training time")
+    doc.fig(figs["acc_vs_params"], "accuracy vs number of parameters")
+
+
+def _confusion(doc: _Doc, study: Study, configs: pd.DataFrame) -> None:
+    if configs.empty or not configs.iloc[0].get("best_run_id"):
+        return
+    run_id = configs.iloc[0]["best_run_id"]
+    path = study.paths.run_dir(run_id) / "confusion.csv"
+    doc.add("## Best run: confusion matrix",
+            f"Run `{run_id}` ({configs.iloc[0]['label']}), validation split, best epoch.")
+    doc.fig(figure_paths(study)["confusion_best"], "confusion matrix of the best run")
+    if path.is_file():
+        cm = pd.read_csv(path, index_col=0)
+        pairs = [(int(cm.iat[i, j]), cm.index[i], cm.columns[j])
+                 for i in range(len(cm)) for j in range(len(cm)) if i != j and cm.iat[i, j]]
+        pairs.sort(key=lambda p: -p[0])
+        if pairs:
+            doc.add("Most frequent confusions: " + "; ".join(
+                f"{t} → {pd_} ({n})" for n, t, pd_ in pairs[:5]) + ".")
+
+
+def _optuna(doc: _Doc, study: Study) -> dict | None:
+    doc.add("## Optuna refinement")
+    d = optuna_dir(study)
+    best = _read_json(d / "best_params.json")
+    if not study.params.optuna.enabled and best is None:
+        doc.add("Not run (`optuna.enabled = false`).")
+        return None
+    if best is None:
+        doc.add(f"Not run: `{d / 'best_params.json'}` does not exist yet.")
+        return None
+    params = best.get("params", best) if isinstance(best, dict) else {}
+    value = next((best[k] for k in ("value", "best_value", "val_acc", "accuracy")
+                  if isinstance(best, dict) and _finite(best.get(k))), None)
+    o = study.params.optuna
+    doc.add(f"{o.sampler} sampler, {o.pruner} pruner, {o.n_trials} trials, "
+            f"{o.n_workers} workers" + (f", {o.cv_folds}-fold CV" if o.cv_folds else "") + ".")
+    if value is not None:
+        how = []
+        if isinstance(best, dict) and best.get("trial_number") is not None:
+            how.append(f"trial {best['trial_number']}")
+        if isinstance(best, dict) and best.get("warm_start"):
+            how.append("a warm-start trial: an earlier sweep/grid run")
+        doc.add(f"Best trial: validation accuracy **{pct(value)}**"
+                + (f" ({', '.join(how)})" if how else "") + ".")
+    if isinstance(params, dict) and params:
+        doc.add(md_table(["parameter", "best value"],
+                         [[f"`{k}`", format_value(v)] for k, v in params.items()
+                          if not isinstance(v, dict)], "ll"))
+    trials = d / "trials.csv"
+    if trials.is_file():
+        tr = pd.read_csv(trials)
+        if "state" in tr:
+            states = ", ".join(f"{s} {c}" for s, c in tr["state"].value_counts().items())
+            extra = ""
+            if "warm_start" in tr:
+                extra += f" {int(tr['warm_start'].astype(str).eq('True').sum())} warm-started " \
+                         "from sweep/grid runs."
+            if "duration_s" in tr:
+                extra += f" Trial time {duration(pd.to_numeric(tr['duration_s']).sum())}."
+            doc.add(f"{len(tr)} trials: {states}.{extra}")
+        vcol = next((c for c in ("value", "values_0", "user_attrs_val_acc") if c in tr), None)
+        if vcol:
+            done = tr[tr["state"] == "COMPLETE"] if "state" in tr else tr
+            top = done.sort_values(vcol, ascending=False).head(5)
+            pcols = [c for c in tr.columns if c.startswith("params_")]
+            rows = [[int(r["number"]) if "number" in r else i, pct(r[vcol]),
+                     *(format_value(r[c]) for c in pcols)] for i, r in top.iterrows()]
+            doc.add("Top trials:", md_table(["trial", "val acc",
+                                             *(c.removeprefix("params_") for c in pcols)], rows))
+    for name in OPTUNA_FIGURES:
+        doc.fig(figures_dir(study) / f"optuna_{name}.png", f"optuna {name}")
+    return {"value": value, "params": params}
+
+
+def _per_seed(final: dict) -> list[tuple[Any, float, dict]]:
+    """Normalise the per-seed results of results/final/summary.json."""
+    ps = final.get("per_seed") or final.get("seeds_results") or final.get("runs")
+    out = []
+    if isinstance(ps, list):
+        for i, r in enumerate(ps):
+            if isinstance(r, dict):
+                out.append((r.get("seed", i), r.get("test_acc"), r))
+            else:
+                out.append((i, r, {}))
+    elif isinstance(ps, dict):
+        for seed, r in ps.items():
+            out.append((seed, r.get("test_acc") if isinstance(r, dict) else r,
+                        r if isinstance(r, dict) else {}))
+    elif isinstance(final.get("test_acc"), list):
+        seeds = final.get("seeds") or list(range(len(final["test_acc"])))
+        out = [(s, a, {}) for s, a in zip(seeds, final["test_acc"], strict=False)]
+    return out
+
+
+def _final(doc: _Doc, study: Study) -> dict | None:
+    doc.add("## Final retrain")
+    path = final_summary_path(study)
+    final = _read_json(path)
+    if final is None:
+        doc.add("Not run (`final.enabled = false`)." if not study.params.final.enabled else
+                f"Not run: `{path}` does not exist yet.")
+        return None
+    doc.add(f"The selected configuration retrained with seeds "
+            f"{', '.join(map(str, study.params.final.seeds))} and evaluated once on the "
+            f"held-out test split: **{mean_ci_text(final.get('test_acc_mean'), final.get('test_acc_ci95'))}** "  # noqa: E501
+            "(mean ± 95 % CI).")
+    seeds = _per_seed(final)
+    if seeds:
+        extra = [k for k in ("val_acc", "best_val_acc", "test_loss", "epochs_run",
+                             "total_time_s") if any(k in r for _, _, r in seeds)]
+        fmt = {"val_acc": pct, "best_val_acc": pct, "test_loss": lambda v: num(v, 4),
+               "epochs_run": lambda v: num(v, 0), "total_time_s": duration}
+        rows = [[s, pct(a), *(fmt[k](r.get(k)) for k in extra)] for s, a, r in seeds]
+        doc.add(md_table(["seed", "test acc", *extra], rows))
+    scalars = {k: v for k, v in final.items()
+               if k not in ("test_acc_mean", "test_acc_ci95", "per_seed", "test_acc", "seeds")
+               and isinstance(v, str | int | float | bool)}
+    if scalars:
+        doc.add(md_table(["", ""], [[k, format_value(v)] for k, v in scalars.items()], "ll"))
+    cfg = final.get("config") or final.get("params") or final.get("overrides")
+    if isinstance(cfg, dict) and cfg:
+        doc.add("Configuration:", md_table(["key", "value"], [[f"`{k}`", format_value(v)]
+                                                              for k, v in cfg.items()
+                                                              if not isinstance(v, dict)], "ll"))
+    return final
+
+
+def _comparison(doc: _Doc, study: Study, configs: pd.DataFrame, optuna: dict | None,
+                final: dict | None) -> None:
+    doc.add("## Comparison with published results")
+    ours: list[tuple[str, Any, str]] = []
+    if len(configs) and configs[MEAN].notna().any():
+        b = configs.iloc[0]
+        ours.append((f"this study: best sweep/grid configuration ({b['label']})", b[MEAN],
+                     "validation"))
+    if optuna and optuna.get("value") is not None:
+        ours.append(("this study: best Optuna trial", optuna["value"], "validation"))
+    if final and _finite(final.get("test_acc_mean")):
+        ours.append(("this study: final retrain, mean over seeds", final["test_acc_mean"],
+                     "test"))
+    headline = ours[-1][1] if ours else None
+    rows = [[label, pct(acc), split, "–"] for label, acc, split in ours]
+    for label, acc in study.params.report.baselines.items():
+        diff = f"{100 * (float(headline) - acc):+.2f}" if _finite(headline) else "–"
+        rows.append([label, pct(acc), "as published", diff])
+    if not study.params.report.baselines:
+        doc.add("No published numbers in `[report.baselines]`.")
+    else:
+        doc.add(f"*Δ* is this study's headline number ({ours[-1][0] if ours else 'none yet'}) "
+                "minus the published one, in points. Published numbers come from other "
+                "splits, epochs and hardware: read Δ as an indication, not a test.")
+    doc.add(md_table(["result", "accuracy", "split", "Δ vs this study (pts)"], rows, "lrlr"))
+
+
+def _reproduce(doc: _Doc, study: Study) -> None:
+    doc.add("## Reproduce",
+            "```bash\n"
+            f"snakemake --cores 4 --config params={study.params_path}   # the whole study\n"
+            "dvc repro                                  # the same, versioned by DVC\n"
+            "```")
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def build_report(study: Study, out: str | Path | None = None) -> str:
+    """The report's Markdown; figure links are relative to `out` (reports/report.md)."""
+    params = study.params
+    out = Path(out) if out else report_path(study)
+    table = load_table(study)
+    configs = config_table(table)
+    swing = swing_table(table, {n: s.param for n, s in params.sweeps.items()},
+                        {n: f"{g.x.param} × {g.y.param}" for n, g in params.grids.items()})
+    fails = failures(table)
+    metrics = _runs_metrics(study)
+    final = _read_json(final_summary_path(study))
+    doc = _Doc(out)
+    doc.add(f"# {params.report.title}",
+            f"Study `{params.study.name}` ({params.data.dataset}, {params.model.arch.upper()}), "
+            f"generated by hpsweep from `{study.params_path}`. Every number below is read from "
+            f"the run directories under `{study.paths.results_dir}/runs/` and the tables in "
+            f"`{study.paths.results_dir}/summary/`.")
+    _summary(doc, study, configs, swing, fails, table, final)
+    _setup(doc, study, metrics, table)
+    _sweeps(doc, study, table)
+    _grids(doc, study, table)
+    _swing(doc, swing)
+    _configs(doc, study, configs)
+    _failures(doc, fails)
+    _shortlist(doc, study, configs.head(params.report.top_k) if len(configs) else configs)
+    _cost(doc, study, table)
+    _confusion(doc, study, configs)
+    opt = _optuna(doc, study)
+    fin = _final(doc, study)
+    _comparison(doc, study, configs, opt, fin)
+    _reproduce(doc, study)
+    return doc.text()
+
+
+def write_report(study: Study, out: str | Path | None = None) -> Path:
+    out = Path(out) if out else report_path(study)
+    write_text(out, build_report(study, out))
+    return out

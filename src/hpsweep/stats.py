@@ -1,0 +1,56 @@
+"""Seed statistics: mean and Student-t confidence interval.
+
+With K seeds per configuration the mean accuracy is reported with a 95 %
+t interval, mean ± t(0.975, K-1) · s / sqrt(K) (s: sample standard deviation,
+ddof=1). One seed gives no interval (NaN), never a fake zero-width one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    n: int
+    mean: float
+    std: float  # sample standard deviation (ddof=1); NaN for n < 2
+    low: float
+    high: float
+
+    @property
+    def half(self) -> float:
+        """Half-width of the interval (NaN when there is none)."""
+        return (self.high - self.low) / 2
+
+
+def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> MeanCI:
+    """Mean and t confidence interval of the finite values (None/NaN are skipped)."""
+    x = np.array([float(v) for v in values if v is not None and math.isfinite(float(v))])
+    n = len(x)
+    if n == 0:
+        return MeanCI(0, math.nan, math.nan, math.nan, math.nan)
+    mean = float(x.mean())
+    if n == 1:
+        return MeanCI(1, mean, math.nan, math.nan, math.nan)
+    std = float(x.std(ddof=1))
+    if std == 0.0:  # scipy returns NaN bounds for a zero scale; the interval is the point
+        return MeanCI(n, mean, 0.0, mean, mean)
+    low, high = _st.t.interval(confidence, df=n - 1, loc=mean, scale=std / math.sqrt(n))
+    return MeanCI(n, mean, std, float(low), float(high))
+
+
+def fmt_mean_ci(ci: MeanCI, pct: bool = True, digits: int = 2) -> str:
+    """'85.31 ± 0.42 %' (or '85.31 %' for one seed, '–' for none)."""
+    if ci.n == 0 or not math.isfinite(ci.mean):
+        return "–"
+    scale, unit = (100.0, " %") if pct else (1.0, "")
+    text = f"{ci.mean * scale:.{digits}f}"
+    if math.isfinite(ci.half):
+        text += f" ± {ci.half * scale:.{digits}f}"
+    return text + unit

@@ -1,0 +1,130 @@
+"""Summary tables, figures and report.md of a tiny real study (trained, extracted)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from test_extract import BASELINES, tiny_study
+
+from hpsweep.plots import figure_paths, make_figures
+from hpsweep.report import build_report, final_summary_path, optuna_dir, write_report
+from hpsweep.summarize import summarize_all, table_outputs
+from hpsweep.tbextract import extract_run
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    study = tiny_study(tmp_path_factory.mktemp("report"))
+    for run_id in study.plan.run_ids():
+        extract_run(study.paths.run_dir(run_id))
+    tables = summarize_all(study)
+    figures = make_figures(study)
+    report = write_report(study)
+    return study, tables, figures, report
+
+
+def test_summary_tables(built):
+    study, tables, _, _ = built
+    assert set(tables) == {"experiment_summary", *table_outputs(study)}
+    summary = pd.read_csv(tables["experiment_summary"])
+    assert len(summary) == len(study.plan.members) == 2 * (1 + 2 + 2 + 4)
+    assert summary["run_id"].nunique() == len(study.plan.run_ids()) == 2 * (1 + 1 + 2 + 4)
+    assert set(summary["status"]) <= {"ok", "early_stopped"}
+    lr = pd.read_csv(tables["sweep_lr"])
+    assert len(lr) == 2 and lr["n"].tolist() == [2, 2] and lr["best"].sum() == 1
+    assert lr["best_val_acc_ci95"].notna().all()  # two seeds -> an interval
+    grid = pd.read_csv(tables["grid_bs_x_lr"], index_col=0)
+    assert grid.shape == (2, 2)
+    swing = pd.read_csv(tables["swing"])
+    assert set(swing["name"]) == {"lr", "width", "bs_x_lr"}
+    assert swing["swing"].is_monotonic_decreasing
+    assert len(pd.read_csv(tables["shortlist"])) == 3  # report.top_k
+    metrics = json.loads(tables["metrics"].read_text())
+    assert metrics["n_runs"] == len(study.plan.run_ids()) == metrics["n_complete"]
+    assert 0 < metrics["best_val_acc_mean"] <= 1 and metrics["total_compute_s"] > 0
+
+
+def test_figures_are_nonempty_pngs(built):
+    study, _, figures, _ = built
+    assert sorted(figures) == sorted(figure_paths(study).values())
+    assert {p.name for p in figures} >= {"sweep_lr.png", "sweep_width.png",
+                                         "grid_bs_x_lr.png", "ranking.png", "acc_vs_time.png",
+                                         "acc_vs_params.png", "curves_shortlist.png",
+                                         "confusion_best.png", "samples.png"}
+    for p in figures:
+        data = p.read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, p
+    assert not list(figures[0].parent.glob(".*.tmp"))  # atomic: no temp files left
+
+
+def test_report_sections_links_and_comparison(built):
+    study, _, _, report = built
+    text = report.read_text()
+    for heading in ("# Tiny study", "## Summary", "## Study setup", "### Baseline configuration",
+                    "## Single-parameter sweeps", "### Sweep `lr`: `train.lr`",
+                    "### Sweep `width`: `model.width`", "## Two-parameter grids",
+                    "## Which parameters matter", "## Failures", "## Shortlist: top 3",
+                    "## Cost", "## Best run: confusion matrix", "## Optuna refinement",
+                    "## Final retrain", "## Comparison with published results"):
+        assert f"\n{heading}" in "\n" + text, heading
+    assert "train 150, val 60, test 60" in text  # split sizes from the manifest
+    assert "0.003 (baseline)" in text
+    # Optional stages: not run yet.
+    assert re.search(r"## Optuna refinement\n\nNot run", text)
+    assert re.search(r"## Final retrain\n\nNot run", text)
+    # One comparison row per published number, with its accuracy.
+    for label, acc in BASELINES.items():
+        assert re.search(rf"\| {re.escape(label)} \| {100 * acc:.2f} % \| as published \|",
+                         text), label
+    # Figure links are relative to reports/ and resolve.
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert "figures/sweep_lr.png" in links and "figures/grid_bs_x_lr.png" in links
+    for link in links:
+        assert not link.startswith("/") and (report.parent / link).is_file(), link
+
+
+def test_optuna_and_final_sections_render_when_their_files_exist(built):
+    study = built[0]
+    od, fs = optuna_dir(study), final_summary_path(study)
+    od.mkdir(parents=True)
+    fs.parent.mkdir(parents=True)
+    try:
+        # The shapes hpsweep.tune.collect and hpsweep.final.write_final_summary write.
+        (od / "best_params.json").write_text(json.dumps(
+            {"optuna_study": "tiny-abc", "trial_number": 1, "value": 0.9, "warm_start": False,
+             "params": {"train.lr": 0.002, "model.width": 32},
+             "overrides": {"train.lr": 0.002, "model.width": 32},
+             "config": {"model": {"width": 32}, "train": {"lr": 0.002}},
+             "counts": {"COMPLETE": 2, "PRUNED": 1}}))
+        pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE", "COMPLETE", "PRUNED"],
+                      "value": [0.8, 0.9, None], "params_train.lr": [0.001, 0.002, 0.02],
+                      "warm_start": [True, False, False], "duration_s": [1.0, 2.0, 0.5]}
+                     ).to_csv(od / "trials.csv", index=False)
+        per_seed = [{"seed": s, "run_id": f"r{s}", "status": "ok", "test_acc": a,
+                     "test_loss": 0.3, "best_val_acc": 0.9, "epochs_run": 2,
+                     "total_time_s": 1.5, "n_params": 1107} for s, a in ((0, 0.87), (1, 0.89))]
+        fs.write_text(json.dumps({
+            "test_acc_mean": 0.88, "test_acc_std": 0.014, "test_acc_ci95": 0.01,
+            "val_acc_mean": 0.9, "n_seeds": 2, "n_params": 1107, "tuned_val_acc": 0.9,
+            "exported_seed": 0, "per_seed": per_seed,
+            "best": {"source": "optuna", "val_acc": 0.9},
+            "config": {"model.width": 32, "train.lr": 0.002},
+            "run_config": {"model": {"width": 32}, "train": {"lr": 0.002}}}))
+        text = build_report(study)
+    finally:
+        for p in (od / "best_params.json", od / "trials.csv", fs):
+            p.unlink(missing_ok=True)
+    assert "Best trial: validation accuracy **90.00 %** (trial 1)." in text
+    assert "| `train.lr` | 0.002 |" in text
+    assert "3 trials: COMPLETE 2, PRUNED 1. 1 warm-started from sweep/grid runs." in text
+    assert "**88.00 ± 1.00 %**" in text
+    assert "| 1 | 89.00 % | 90.00 % | 0.3000 | 2 | 1.50 s |" in text  # per seed
+    assert "| `model.width` | 32 |" in text  # the retrained configuration
+    assert "| this study: final retrain, mean over seeds | 88.00 % | test | – |" in text
+    # Δ is measured from the headline (final test) number.
+    assert "| hand recipe | 90.80 % | as published | -2.80 |" in text

@@ -1,0 +1,40 @@
+# The human-facing result: figures (reports/figures/*.png) and reports/report.md.
+# Both are rebuilt from files only, so they are cheap to redo (localrules).
+
+from hpsweep.plots import figure_paths
+from hpsweep.report import later_stage_inputs, report_inputs, report_path
+from hpsweep.summarize import experiment_summary_path, table_outputs
+from hpsweep.tbextract import scalars_files
+
+localrules:
+    plots,
+    report,
+
+
+rule plots:
+    input:
+        tables=[str(p) for p in table_outputs(STUDY).values()],
+        summary=str(experiment_summary_path(STUDY)),
+        scalars=scalars_files(STUDY),
+        # The small manifest stands for the prepared data the sample grid is drawn from.
+        manifest=str(PATHS.manifest),
+    output:
+        [report(str(p), category="Figures") for p in figure_paths(STUDY).values()],
+    log:
+        str(PATHS.logs / "plots.log"),
+    script:
+        "../scripts/plots.py"
+
+
+rule report:
+    input:
+        report_inputs(STUDY),
+        # Optuna/final-retrain results, where a rule of this workflow makes them: the
+        # report waits for them then, and says "not run" where they are not in the DAG.
+        lambda wildcards: later_stage_inputs(STUDY, workflow.rules),
+    output:
+        report=report(str(report_path(STUDY)), category="Report"),
+    log:
+        str(PATHS.logs / "report.log"),
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,22 @@
+# Aggregates over the study (results/summary/): configs, per-sweep tables with
+# mean ± 95 % CI over seeds, grid pivots, swing, failures, shortlist and the
+# study-level metrics.json DVC reads. Needs every run extracted (and so checked
+# against its events) first.
+
+from hpsweep.summarize import experiment_summary_path, table_outputs
+from hpsweep.tbextract import results_files
+
+localrules:
+    summary_tables,
+
+
+rule summary_tables:
+    input:
+        summary=str(experiment_summary_path(STUDY)),
+        results=results_files(STUDY),
+    output:
+        [str(p) for p in table_outputs(STUDY).values()],
+    log:
+        str(PATHS.logs / "summary_tables.log"),
+    script:
+        "../scripts/summary_tables.py"

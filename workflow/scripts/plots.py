@@ -1,0 +1,8 @@
+"""Snakemake adapter: every figure of the study into reports/figures/."""
+
+from hpsweep.plots import make_figures
+from hpsweep.workflow import job_log, study_of
+
+smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
+with job_log(smk.log[0]):
+    make_figures(study_of(smk))
