@@ -1,0 +1,94 @@
+"""What a run leaves on disk besides checkpoints: TensorBoard events, metrics.json,
+confusion.csv."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import write_text
+
+EPOCH_TAGS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s")
+STEP_TAG = "train/loss_step"
+HPARAM_METRICS = ("best_val_acc", "best_val_loss", "final_val_acc", "test_acc", "epochs_run")
+
+
+def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists become their JSON text."""
+    out: dict[str, Any] = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, list | tuple):
+            out[key] = json.dumps(list(v))
+        else:
+            out[key] = v
+    return out
+
+
+def finite_or_none(obj: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_or_none(v) for v in obj]
+    return obj
+
+
+def write_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    write_text(path, json.dumps(finite_or_none(metrics), indent=2, sort_keys=False,
+                                allow_nan=False) + "\n")
+
+
+def write_confusion(path: Path, conf: torch.Tensor, classes: list[str]) -> None:
+    """Rows: true class, columns: predicted class; header row and first column name them."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["true\\pred", *classes])
+    for name, row in zip(classes, conf.tolist(), strict=True):
+        w.writerow([name, *row])
+    write_text(path, buf.getvalue())
+
+
+class TBLog:
+    """TensorBoard scalars of one run: per-epoch curves (step = epoch, 1-based),
+    the step loss (step = global step) and the hparams plugin entry."""
+
+    def __init__(self, log_dir: Path):
+        from torch.utils.tensorboard import SummaryWriter  # slow import; only when training
+
+        self.log_dir = log_dir
+        self.w = SummaryWriter(log_dir=str(log_dir))
+
+    def step_loss(self, value: float, step: int) -> None:
+        self.w.add_scalar(STEP_TAG, value, step)
+
+    def epoch(self, epoch: int, row: dict[str, float]) -> None:
+        for tag, key in zip(EPOCH_TAGS, ("train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                                          "epoch_s"), strict=True):
+            self.w.add_scalar(tag, row[key], epoch)
+
+    def hparams(self, run_cfg: dict[str, Any], metrics: dict[str, Any]) -> None:
+        hp = {k: v for k, v in flatten(run_cfg).items()
+              if isinstance(v, bool | int | float | str)}
+        hp["seed"] = metrics["seed"]
+        hp["status"] = metrics["status"]
+        md = {f"hparam/{k}": float(metrics[k]) for k in HPARAM_METRICS
+              if isinstance(metrics.get(k), int | float) and math.isfinite(metrics[k])}
+        # run_name="." keeps the hparams events in tb/ itself, not a timestamped subdir.
+        self.w.add_hparams(hp, md, run_name=".")
+
+    def flush(self) -> None:
+        self.w.flush()
+
+    def close(self) -> None:
+        self.w.close()
