@@ -20,21 +20,13 @@ from typing import Any
 
 from .config import Params, resolve_run, run_signature
 
-# Source files whose edits change training results: an edit retrains every run.
-_CODE_FILES = ("models.py", "train.py", "training", "data/prepared.py")
-
 
 @cache
 def code_version() -> str:
-    root = Path(__file__).parent
-    h = hashlib.sha256()
-    for name in _CODE_FILES:
-        p = root / name
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p] if p.exists() else []
-        for f in files:
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
+    """Short hash of the training code: an edit of the trainer retrains every run."""
+    from .training.checkpoint import code_version as training_code_version
+
+    return training_code_version()[:16]
 
 
 def format_value(v: Any) -> str:
