@@ -17,6 +17,8 @@ include: "workflow/rules/summarize.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/summary_tables.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/optuna.smk"
+include: "workflow/rules/final.smk"
 
 
 rule all:
@@ -26,3 +28,5 @@ rule all:
         rules.summary_tables.output,
         rules.plots.output,
         rules.report.output,
+        OPTUNA_OUTPUTS,  # [] when optuna.enabled = false
+        FINAL_OUTPUTS,  # [] when final.enabled = false

@@ -1,0 +1,92 @@
+"""Final retrain: seeds trained with the real trainer on the tiny synthetic study,
+summary statistics, model export, and the choice of configuration."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from tunefixtures import fake_complete_run, make_study
+
+from hpsweep import final
+from hpsweep.data.prepared import load_prepared
+from hpsweep.tune import Tuner
+
+
+def test_mean_ci95_is_the_student_t_interval():
+    ci = final.mean_ci95([0.90, 0.92, 0.94])
+    # s = 0.02, t(0.975, df=2) = 4.302652729749464
+    assert ci["mean"] == pytest.approx(0.92)
+    assert ci["std"] == pytest.approx(0.02)
+    assert ci["half"] == pytest.approx(4.302652729749464 * 0.02 / math.sqrt(3))
+    assert ci["low"] == pytest.approx(0.92 - ci["half"])
+    assert ci["high"] == pytest.approx(0.92 + ci["half"])
+    one = final.mean_ci95([0.9])
+    assert one["mean"] == 0.9 and one["half"] is None and one["low"] is None
+    same = final.mean_ci95([0.9, 0.9])
+    assert same["half"] == 0.0
+    with pytest.raises(ValueError):
+        final.mean_ci95([])
+
+
+def _write_best(study, overrides, value=0.9, trial=3):
+    path = Tuner(study).best_params_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"optuna_study": Tuner(study).name, "trial_number": trial,
+                                "value": value, "overrides": overrides}))
+
+
+def test_final_retrain_summary_and_exported_model(tmp_path):
+    study = make_study(tmp_path, final={"seeds": [0, 1], "epochs": 2})
+    _write_best(study, {"train.lr": 0.02, "model.width": 8, "train.epochs": 1})
+    assert final.best_input(study) == Tuner(study).best_params_path
+    for seed in (0, 1):
+        m = final.run_final_seed(study, seed, threads=1, progress=False)
+        assert m["status"] == "ok" and m["epochs_run"] == 2  # final.epochs wins
+        assert m["test_acc"] is not None
+    summary = final.write_final_summary(study)
+    saved = json.loads(final.summary_path(study).read_text())
+    assert saved["n_seeds"] == 2 and [r["seed"] for r in saved["per_seed"]] == [0, 1]
+    accs = [r["test_acc"] for r in saved["per_seed"]]
+    ci = final.mean_ci95(accs)
+    assert saved["test_acc_mean"] == pytest.approx(sum(accs) / 2)
+    assert saved["test_acc_ci95"] == pytest.approx(ci["half"])
+    assert saved["config"]["train.lr"] == 0.02 and saved["config"]["model.width"] == 8
+    assert saved["run_config"]["train"]["epochs"] == 2
+    assert saved["best"]["trial_number"] == 3 and saved["tuned_val_acc"] == 0.9
+    assert json.loads(final.config_path(study).read_text()) == saved["run_config"]
+
+    # the exported model reproduces its seed's test accuracy
+    model, blob = final.load_exported(final.model_path(study))
+    assert blob["seed"] == summary["exported_seed"] and blob["config"] == saved["run_config"]
+    data = load_prepared(study.paths.prepared)
+    mean = torch.tensor(blob["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(blob["std"]).view(1, -1, 1, 1)
+    with torch.no_grad():
+        pred = model((data.x_test.float() / 255 - mean) / std).argmax(1)
+    acc = (pred == data.y_test).float().mean().item()
+    row = next(r for r in saved["per_seed"] if r["seed"] == blob["seed"])
+    assert acc == pytest.approx(row["test_acc"], abs=1.5 / len(data.y_test))
+
+    # a changed best configuration makes the seed runs stale, never silently reused
+    _write_best(study, {"train.lr": 0.05, "model.width": 8, "train.epochs": 1})
+    with pytest.raises(RuntimeError, match="another configuration"):
+        final.write_final_summary(study)
+
+
+def test_without_optuna_the_best_sweep_configuration_is_retrained(tmp_path):
+    study = make_study(tmp_path, optuna={"enabled": False},
+                       sweeps={"lr": {"param": "train.lr", "values": [0.003, 0.01, 0.03]}},
+                       study={"seeds": [0, 1]})
+    lr_of = {m.run_id: dict(m.overrides).get("train.lr") for m in study.plan.members
+             if m.group == "sweep"}
+    for run_id, lr in lr_of.items():
+        fake_complete_run(study, run_id, {0.003: 0.6, 0.01: 0.7, 0.03: 0.8}[lr])
+    assert final.best_input(study).name == "experiment_summary.csv"
+    best = final.best_choice(study)
+    assert best["source"] == "sweeps" and best["overrides"] == {"train.lr": 0.03}
+    assert best["val_acc"] == pytest.approx(0.8) and len(best["run_ids"]) == 2
+    spec = final.final_spec(study, 5)
+    assert spec.config["train"]["lr"] == 0.03 and spec.config["train"]["epochs"] == 1

@@ -1,0 +1,46 @@
+# Final retrain: the best configuration (Optuna's best_params.json, or the best sweep
+# run when optuna.enabled = false) trained with every final.seeds seed, evaluated once
+# on the test split; summary.json (mean ± 95 % t interval) doubles as DVC metrics.
+
+from hpsweep import final as _final
+
+# What `rule all` asks for (nothing when final.enabled = false).
+FINAL_OUTPUTS = _final.summary_outputs(STUDY) if STUDY.params.final.enabled else []
+
+localrules:
+    final_summary,
+
+
+rule final_run:
+    input:
+        best=str(_final.best_input(STUDY)),
+        manifest=str(PATHS.manifest),
+    output:
+        metrics=str(_final.seed_dir(STUDY, "{seed}") / "metrics.json"),
+    params:
+        epochs=STUDY.params.final.epochs,
+    log:
+        str(PATHS.logs / "final" / "seed_{seed}.log"),
+    wildcard_constraints:
+        seed=r"\d+",
+    threads: 2
+    resources:
+        gpu=1 if STUDY.uses_gpu else 0,
+    script:
+        "../scripts/final_run.py"
+
+
+rule final_summary:
+    input:
+        expand(
+            str(_final.seed_dir(STUDY, "{seed}") / "metrics.json"),
+            seed=STUDY.params.final.seeds,
+        ),
+    output:
+        summary=str(_final.summary_path(STUDY)),
+        model=str(_final.model_path(STUDY)),
+        config=str(_final.config_path(STUDY)),
+    log:
+        str(PATHS.logs / "final" / "summary.log"),
+    script:
+        "../scripts/final_summary.py"

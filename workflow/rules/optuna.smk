@@ -1,0 +1,77 @@
+# Optuna refinement after the sweeps: one study shared by optuna.n_workers jobs.
+#
+#   optuna_setup    create/load the study; add completed sweep/grid/config runs inside
+#                   the space as finished trials (warm start, once, never retrained)
+#   optuna_worker   worker {worker} of n_workers: trains trials until the study has
+#                   optuna.n_trials finished (never more; a dead worker's trial is retried)
+#   optuna_collect  trials.csv, best_params.json, reports/figures/optuna_*.png
+#
+# Paths come from hpsweep.tune.Tuner; <key> in them is a signature of what decides a
+# trial's result (space, baseline, epochs, data, code), so a changed space starts a
+# new study instead of mixing trials.
+
+from hpsweep.tune import Tuner
+
+TUNER = Tuner(STUDY)
+# What `rule all` asks for (nothing when optuna.enabled = false).
+OPTUNA_OUTPUTS = TUNER.collect_outputs() if STUDY.params.optuna.enabled else []
+
+# Setup and collect only talk to the storage and draw figures: not worth a cluster job.
+localrules:
+    optuna_setup,
+    optuna_collect,
+
+
+rule optuna_setup:
+    input:
+        # Warm start reads the completed sweeps: the summary is made after all of them.
+        summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
+        manifest=str(PATHS.manifest),
+    output:
+        str(TUNER.setup_marker),
+    params:
+        storage=TUNER.storage_setting,
+        warm_start=STUDY.params.optuna.warm_start,
+    log:
+        str(PATHS.logs / "optuna" / "setup.log"),
+    script:
+        "../scripts/optuna_setup.py"
+
+
+rule optuna_worker:
+    input:
+        setup=str(TUNER.setup_marker),
+        summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
+        manifest=str(PATHS.manifest),
+    output:
+        str(TUNER.worker_marker("{worker}")),
+    params:
+        # Rerun (continue the study) when these change; they are not part of <key>.
+        n_trials=STUDY.params.optuna.n_trials,
+        sampler=STUDY.params.optuna.sampler,
+        pruner=STUDY.params.optuna.pruner,
+    log:
+        str(PATHS.logs / "optuna" / "worker_{worker}.log"),
+    wildcard_constraints:
+        worker=r"\d+",
+    threads: 2
+    resources:
+        gpu=1 if STUDY.uses_gpu else 0,
+    script:
+        "../scripts/optuna_worker.py"
+
+
+rule optuna_collect:
+    input:
+        expand(
+            str(TUNER.worker_marker("{worker}")),
+            worker=range(STUDY.params.optuna.n_workers),
+        ),
+    output:
+        trials=str(TUNER.trials_csv),
+        best=str(TUNER.best_params_path),
+        figures=[str(p) for p in TUNER.figure_paths()],
+    log:
+        str(PATHS.logs / "optuna" / "collect.log"),
+    script:
+        "../scripts/optuna_collect.py"

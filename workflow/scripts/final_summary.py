@@ -1,0 +1,8 @@
+"""Snakemake adapter: summary.json (test accuracy mean ± 95 % CI), model.pt, config.json."""
+
+from hpsweep.final import write_final_summary
+from hpsweep.workflow import job_log, study_of
+
+smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
+with job_log(smk.log[0]):
+    write_final_summary(study_of(smk))
