@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from . import __version__
 from .config import ParamsError, load_params
@@ -83,6 +84,23 @@ def _cmd_runs_stale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
+    from .atomic import write_text
+    from .dvcyaml import render
+
+    text, path = render(), Path(args.output)
+    if args.check:
+        if not path.is_file() or path.read_text() != text:
+            print(f"hpsweep: {path} is stale; regenerate it with `hpsweep dvc-yaml`",
+                  file=sys.stderr)
+            return 1
+        print(f"{path}: up to date")
+        return 0
+    write_text(path, text)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hpsweep", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"hpsweep {__version__}")
@@ -115,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = runs.add_parser("stale", help="list run directories the params file no longer uses")
     p.add_argument("--params", default=DEFAULT_PARAMS)
     p.set_defaults(func=_cmd_runs_stale)
+
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml (coarse stages calling Snakemake)")
+    p.add_argument("--output", default="dvc.yaml")
+    p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    p.set_defaults(func=_cmd_dvc_yaml)
 
     p = sub.add_parser("plan", help="list the runs the params file expands to")
     p.add_argument("--params", default=DEFAULT_PARAMS)

@@ -4,7 +4,7 @@ Built only from files (the summary tables, the figures, the runs' metrics and
 the optional Optuna and final-retrain results), so it can be regenerated at
 any time. Sections whose inputs do not exist yet say "not run" instead of
 failing: the Optuna section needs results/optuna/<study>/best_params.json
-(and uses trials.csv and reports/figures/optuna_*.png when present), the final
+(and uses trials.csv and results/optuna/<study>/figures/optuna_*.png when present), the final
 retrain section results/final/summary.json. Figure links are relative to the
 report, so reports/ can be moved or published as a folder.
 """
@@ -490,7 +490,7 @@ def _optuna(doc: _Doc, study: Study) -> dict | None:
             doc.add("Top trials:", md_table(["trial", "val acc",
                                              *(c.removeprefix("params_") for c in pcols)], rows))
     for name in OPTUNA_FIGURES:
-        doc.fig(figures_dir(study) / f"optuna_{name}.png", f"optuna {name}")
+        doc.fig(optuna_dir(study) / "figures" / f"optuna_{name}.png", f"optuna {name}")
     return {"value": value, "params": params}
 
 

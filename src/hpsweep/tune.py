@@ -11,7 +11,7 @@ Paths (``Tuner``), for a study named S:
     results/optuna/S/<key>/workers/<i>.json      worker i done
     results/optuna/S/<key>/trials/<number>/      a trial's run: config.json, metrics.json, tb/
     results/optuna/S/trials.csv, best_params.json
-    reports/figures/optuna_*.png
+    results/optuna/<study>/figures/optuna_*.png
 
 ``key`` is a signature of what determines a trial's result (baseline config,
 space, trial epochs, cv folds, objectives, trial seed, data identity, training
@@ -151,7 +151,8 @@ class Tuner:
 
     @property
     def figures_dir(self) -> Path:
-        return self.study.paths.reports_dir / "figures"
+        # Beside the study's tables, not in reports/: each DVC stage owns its own outputs.
+        return self.out_dir / "figures"
 
     def figure_paths(self) -> list[Path]:
         return [figure_path(self.figures_dir, n) for n in figure_names(self.multi_objective)]

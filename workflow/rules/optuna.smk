@@ -4,7 +4,7 @@
 #                   the space as finished trials (warm start, once, never retrained)
 #   optuna_worker   worker {worker} of n_workers: trains trials until the study has
 #                   optuna.n_trials finished (never more; a dead worker's trial is retried)
-#   optuna_collect  trials.csv, best_params.json, reports/figures/optuna_*.png
+#   optuna_collect  trials.csv, best_params.json, results/optuna/<study>/figures/optuna_*.png
 #
 # Paths come from hpsweep.tune.Tuner; <key> in them is a signature of what decides a
 # trial's result (space, baseline, epochs, data, code), so a changed space starts a
