@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from .atomic import write_text
-from .plots import figure_paths, figures_dir, load_table
+from .plots import figure_paths, load_table
 from .space import format_value
 from .study import Study
 from .summarize import (
