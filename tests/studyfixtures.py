@@ -20,6 +20,7 @@ BIN = Path(sys.executable).parent
 
 
 def shrunk_params(tmp: Path, *, subset: int = 600, epochs: int = 1, values: int = 2,
+                  sweeps: int = 2, grids: bool = True, configs: bool = True,
                   **overrides) -> Path:
     """Write tmp/params.toml: the shipped study, shrunk; return its path."""
     data = tomli.loads((ROOT / "params.toml").read_text())
@@ -27,7 +28,11 @@ def shrunk_params(tmp: Path, *, subset: int = 600, epochs: int = 1, values: int 
     data["train"]["epochs"] = epochs
     data["train"]["eval_batch_size"] = 2048
     data["sweeps"] = {k: {**v, "values": v["values"][:values]}
-                      for k, v in list(data["sweeps"].items())[:2]}
+                      for k, v in list(data["sweeps"].items())[:sweeps]}
+    if not grids:
+        data["grids"] = {}
+    if not configs:
+        data["configs"] = {}
     for grid in data["grids"].values():
         for axis in ("x", "y"):
             grid[axis]["values"] = grid[axis]["values"][:values]
@@ -35,7 +40,7 @@ def shrunk_params(tmp: Path, *, subset: int = 600, epochs: int = 1, values: int 
         cfg["train.epochs"] = epochs
     data["optuna"].update(n_trials=3, n_workers=2, epochs=1)
     data["final"].update(seeds=[0, 1], epochs=1)
-    for dotted, value in overrides.items():
+    for dotted, value in overrides.items():  # e.g. train__lr=0.01, optuna__n_workers=1
         section, _, key = dotted.partition("__")
         data[section][key] = value
     path = tmp / "params.toml"
@@ -51,10 +56,24 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
 
 
 def copy_project(dest: Path) -> Path:
-    """A copy of the project's DAG files (for tests that need their own git/DVC repo)."""
-    for name in ("Snakefile", "dvc.yaml", "params.toml", ".dvcignore"):
+    """A copy of the project's DAG files and library source (for tests that need
+    their own git/DVC repo, or that edit the code: run them with project_env)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "dvc.yaml", "params.toml", ".dvcignore", ".gitignore"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, dest / name)
-    shutil.copytree(ROOT / "workflow", dest / "workflow")
-    shutil.copytree(ROOT / "profiles", dest / "profiles")
+    for name in ("workflow", "profiles"):
+        shutil.copytree(ROOT / name, dest / name)
+    shutil.copytree(ROOT / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__",
+                                                                              "*.egg-info"))
     return dest
+
+
+def project_env(project: Path) -> dict[str, str]:
+    """Environment in which `hpsweep`, `snakemake` and `dvc` use the copy's library."""
+    import os
+
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}:{env.get('PATH', '')}"
+    env["PYTHONPATH"] = str(project / "src")
+    return env

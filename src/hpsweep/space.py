@@ -125,6 +125,17 @@ def expand(params: Params) -> StudyPlan:
     return StudyPlan(runs=runs, members=members)
 
 
+def plan_id(plan: StudyPlan) -> int:
+    """A number naming the exact set of runs (params + data + code) a result came from.
+
+    Written into the DVC metrics, so a test (or a person) can check that the
+    metrics an experiment records were computed under its own params and code.
+    An int, not a hex string, because DVC tables show numbers.
+    """
+    digest = hashlib.sha256("\n".join(plan.run_ids()).encode()).hexdigest()
+    return int(digest[:12], 16)
+
+
 def dumps_config(spec: RunSpec) -> str:
     return json.dumps({"run_id": spec.run_id, "signature": spec.signature, "seed": spec.seed,
                        "code_version": code_version(), **spec.config}, indent=2, sort_keys=True)

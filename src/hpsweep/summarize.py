@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from .atomic import atomic_path, write_text
-from .space import format_value
+from .space import format_value, plan_id
 from .stats import mean_ci
 from .study import Study
 
@@ -388,6 +388,7 @@ def write_summary_tables(study: Study, summary_csv: str | Path | None = None
     _csv(fails, outs["failures"])
     _csv(configs.head(params.report.top_k), outs["shortlist"])
     metrics = study_metrics(table, configs, fails, sweeps)
+    metrics["plan_id"] = plan_id(study.plan)
     write_text(outs["metrics"], json.dumps(metrics, indent=2) + "\n")
     return outs
 
