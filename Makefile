@@ -7,10 +7,13 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CORES ?= 4
-# Debian packages the study and the tests use, installed only where apt works (root).
-APT_PACKAGES ?= dataset-fashion-mnist
+# Debian packages, installed only where apt works (root): the study needs the
+# real Fashion-MNIST; the tests also start a real PostgreSQL (Optuna storage).
+# SLURM's packages are installed by tests/slurm/cluster.sh when its tests run.
+RUN_PACKAGES := dataset-fashion-mnist
+TEST_PACKAGES := $(RUN_PACKAGES) postgresql
 
-.PHONY: setup system-deps data run test lint clean-venv
+.PHONY: setup system-deps-run system-deps-test apt-install data run test lint clean-venv
 
 setup: $(VENV)/.installed
 
@@ -23,8 +26,14 @@ $(VENV)/.installed: pyproject.toml
 
 # Where apt works (root on Debian/Ubuntu) the real Fashion-MNIST comes from Debian's
 # dataset-fashion-mnist; elsewhere `hpsweep data fetch` downloads the official files.
-system-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+system-deps-run:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(RUN_PACKAGES)"
+
+system-deps-test:
+	@$(MAKE) --no-print-directory apt-install PACKAGES="$(TEST_PACKAGES)"
+
+apt-install:
+	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian packages: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -32,13 +41,13 @@ system-deps:
 	  echo "note: not installing $$missing (needs root and apt); data will be downloaded instead"; \
 	fi
 
-data: setup system-deps
+data: setup system-deps-run
 	$(VENV)/bin/hpsweep data fetch
 
 run: data
 	$(VENV)/bin/snakemake --cores $(CORES)
 
-test: setup system-deps
+test: setup system-deps-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup

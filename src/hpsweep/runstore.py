@@ -45,20 +45,51 @@ def inspect(study: Study, run_id: str) -> RunState:
     return RunState(run_id, "complete")
 
 
+def _downstream_layers(study: Study) -> list[list[Path]]:
+    """Existing outputs after the runs, in the order the DAG makes them."""
+    res, rep = study.paths.results_dir, study.paths.reports_dir
+    summary = res / "summary" / "experiment_summary.csv"
+    glob = lambda root, pat: sorted(root.glob(pat)) if root.is_dir() else []  # noqa: E731
+    return [
+        [summary],
+        [p for p in glob(res / "summary", "*") if p != summary],
+        glob(res / "optuna", "**/setup.json"),
+        glob(res / "optuna", "**/workers/*.json"),
+        [p for p in glob(res / "optuna", "*/*") if p.is_file()]
+        + glob(res / "optuna", "*/figures/*"),
+        glob(res / "final", "seed_*/metrics.json"),
+        [p for p in glob(res / "final", "*") if p.is_file()],
+        glob(rep / "figures", "*"),
+        [rep / "report.md"],
+    ]
+
+
 def sync(study: Study) -> dict[str, int]:
-    """Stamp complete valid runs newer than the data manifest; count states."""
+    """Re-stamp what DVC restored, in DAG order, so nothing complete looks stale.
+
+    The data manifest keeps its time; complete valid runs, then what is derived
+    from them (extraction, summaries, Optuna, final retrain, report), each get
+    a later time. Incomplete or invalid runs are left alone (Snakemake reruns
+    them). Returns how many runs are in each state.
+    """
     counts: dict[str, int] = {}
-    now = time.time()
+    t = time.time()
+    stamp = lambda path, when: os.utime(path, (when, when))  # noqa: E731
+    derived = []
     for run_id in study.plan.run_ids():
         st = inspect(study, run_id)
         counts[st.state] = counts.get(st.state, 0) + 1
         if st.state != "complete":
             continue
         d = study.paths.run_dir(run_id)
-        os.utime(d / "metrics.json", (now, now))
-        for name in DERIVED:  # derived after metrics.json: one second later
-            if (d / name).exists():
-                os.utime(d / name, (now + 1, now + 1))
+        stamp(d / "metrics.json", t)
+        derived += [d / name for name in DERIVED if (d / name).exists()]
+    for path in derived:
+        stamp(path, t + 1)
+    for i, layer in enumerate(_downstream_layers(study), start=2):
+        for path in layer:
+            if path.is_file():
+                stamp(path, t + i)
     return counts
 
 
