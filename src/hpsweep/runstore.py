@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +48,7 @@ def inspect(study: Study, run_id: str) -> RunState:
 
 
 def _downstream_layers(study: Study) -> list[list[Path]]:
-    """Existing outputs after the runs, in the order the DAG makes them."""
+    """Outputs after the runs, in the order the DAG makes them (may not exist)."""
     res, rep = study.paths.results_dir, study.paths.reports_dir
     summary = res / "summary" / "experiment_summary.csv"
     glob = lambda root, pat: sorted(root.glob(pat)) if root.is_dir() else []  # noqa: E731
@@ -64,13 +66,14 @@ def _downstream_layers(study: Study) -> list[list[Path]]:
     ]
 
 
-def sync(study: Study) -> dict[str, int]:
+def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, int]:
     """Re-stamp what DVC restored, in DAG order, so nothing complete looks stale.
 
     The data manifest keeps its time; complete valid runs, then what is derived
     from them (extraction, summaries, Optuna, final retrain, report), each get
     a later time. Incomplete or invalid runs are left alone (Snakemake reruns
-    them). Returns how many runs are in each state.
+    them), and Snakemake forgets how the restored files were made last time
+    (see _forget_history). Returns how many runs are in each state.
     """
     counts: dict[str, int] = {}
     t = time.time()
@@ -86,11 +89,42 @@ def sync(study: Study) -> dict[str, int]:
         derived += [d / name for name in DERIVED if (d / name).exists()]
     for path in derived:
         stamp(path, t + 1)
+    restored = list(derived)
     for i, layer in enumerate(_downstream_layers(study), start=2):
         for path in layer:
             if path.is_file():
                 stamp(path, t + i)
+                restored.append(path)
+    if snakefile is not None:
+        _forget_history(study, snakefile, restored)
     return counts
+
+
+# Outputs of rules with `params:` keep their history: a changed n_trials must
+# still rerun the Optuna workers.
+_KEEP_HISTORY = ("setup.json", "workers", "seed_")
+
+
+def _forget_history(study: Study, snakefile: Path, files: list[Path]) -> None:
+    """Drop Snakemake's records of what made these files.
+
+    Snakemake remembers the inputs each output was last made from. After DVC
+    restores another version (baseline after an experiment), those records
+    describe the other version, and Snakemake would redo e.g. the summary
+    although the restored one matches the params. DVC vouches for restored
+    files, so their history goes; modification times (set above) decide.
+    """
+    files = [f for f in files if not any(k in f.parts[-2] + "/" + f.name
+                                         for k in _KEEP_HISTORY)]
+    if not files or not Path(snakefile).is_file():
+        return
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--config",
+           f"params={study.params_path}", "--cleanup-metadata", *map(str, files)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    # Files Snakemake holds no record of are reported as failures; nothing to forget there.
+    if res.returncode != 0 and "metadata was not present" not in res.stderr + res.stdout:
+        tail = (res.stderr or res.stdout).strip().splitlines()[-1:]
+        raise RuntimeError(f"snakemake --cleanup-metadata failed: {' '.join(tail)}")
 
 
 def stale_runs(study: Study) -> list[Path]:

@@ -1,0 +1,232 @@
+"""DVC over Snakemake: one DAG, no stale metrics, no timestamp surprises.
+
+Replays the sequences shared/notes/dvc-snakemake.md found to record stale
+results (experiment A -> back to baseline -> A's params again; a queued
+experiment; an edit of the training code; a shrunk sweep; restores that give
+files new modification times) with the real dvc and snakemake, and checks
+that every metric DVC records belongs to the params and code it is recorded
+under: the study metrics carry `plan_id`, a hash of the run signatures, which
+the test recomputes from the params DVC shows for that experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tomli
+import tomli_w
+from studyfixtures import (
+    FMNIST_MIRROR,
+    ROOT,
+    copy_project,
+    project_env,
+    shrunk_params,
+)
+
+from hpsweep.dvcyaml import STAGES, render
+
+NEEDS_DATA = pytest.mark.skipif(not FMNIST_MIRROR.is_dir(),
+                                reason="needs Debian's dataset-fashion-mnist (make test installs it)")
+
+
+def test_committed_dvc_yaml_is_current():
+    assert (ROOT / "dvc.yaml").read_text() == render(), \
+        "dvc.yaml is stale: run `hpsweep dvc-yaml` and commit it"
+
+
+def run(proj: Path, *cmd: str, timeout: int = 600, check: bool = True) -> str:
+    res = subprocess.run(cmd, cwd=proj, env=project_env(proj), capture_output=True, text=True,
+                         timeout=timeout)
+    out = res.stdout + res.stderr
+    if check:
+        assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{out[-4000:]}"
+    return out
+
+
+def assert_nothing_to_do(proj: Path) -> None:
+    out = run(proj, "snakemake", "-n", "--config", "params=params.toml")
+    assert "Nothing to be done" in out, out[-3000:]
+
+
+def plan_id_of(proj: Path, params: dict) -> int:
+    """plan_id of `params` under the project copy's own code (a subprocess)."""
+    path = proj / ".probe-params.toml"
+    path.write_text(tomli_w.dumps(params))
+    code = ("import sys; from hpsweep.study import Study; from hpsweep.space import plan_id; "
+            "print(plan_id(Study.load(sys.argv[1]).plan))")
+    out = run(proj, sys.executable, "-c", code, str(path))
+    path.unlink()
+    return int(out.strip().splitlines()[-1])
+
+
+def workspace_params(proj: Path) -> dict:
+    return tomli.loads((proj / "params.toml").read_text())
+
+
+def metrics(proj: Path) -> dict:
+    return json.loads((proj / "results/summary/metrics.json").read_text())
+
+
+def assert_metrics_match_params(proj: Path) -> None:
+    """Every experiment dvc exp show lists: its plan_id metric = its params' plan."""
+    shown = json.loads(run(proj, "dvc", "exp", "show", "--json"))
+    checked = 0
+    for commit in shown:
+        for exp in [commit, *[e for group in commit.get("experiments") or []
+                              for e in group.get("revs", [])]]:
+            data = (exp.get("data") or {})
+            m = (data.get("metrics") or {}).get("results/summary/metrics.json", {}).get("data")
+            p = (data.get("params") or {}).get("params.toml", {}).get("data")
+            if not m or not p or exp.get("rev") == "workspace":
+                continue
+            assert m["plan_id"] == plan_id_of(proj, p), f"stale metrics in {exp.get('name')}"
+            checked += 1
+    assert checked >= 1
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    proj = copy_project(tmp_path_factory.mktemp("dvcproj"))
+    shrunk_params(proj, subset=300, values=2, sweeps=1, grids=False, configs=False,
+                  optuna__n_trials=2, optuna__n_workers=1, final__seeds=[0])
+    # The shrunk study's run totals: `sweeps` has one sweep of 2 values (+ baseline).
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.invalid"],
+                ["git", "config", "user.name", "test"], ["dvc", "init", "-q"],
+                ["dvc", "config", "core.autostage", "true"]):
+        run(proj, *cmd)
+    run(proj, "git", "add", "-A")
+    run(proj, "git", "commit", "-qm", "study")
+    return proj
+
+
+pytestmark = [pytest.mark.slow]
+
+# Experiment A swaps one sweep value: one new run, the others are reused.
+EXP_A = "params.toml:sweeps.lr.values=[0.0003,0.01]"
+
+
+@NEEDS_DATA
+def test_repro_then_nothing_to_do(project):
+    run(project, "dvc", "repro")
+    assert metrics(project)["plan_id"] == plan_id_of(project, workspace_params(project))
+    assert "up to date" in run(project, "dvc", "repro")
+    assert_nothing_to_do(project)
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "baseline results")
+
+
+def run_dirs(proj: Path) -> dict[str, str]:
+    root = proj / "results/runs"
+    return {p.name: (p / "metrics.json").read_text() for p in root.iterdir()
+            if (p / "metrics.json").is_file()}
+
+
+@NEEDS_DATA
+def test_experiment_trains_only_new_runs_and_records_its_own_metrics(project):
+    before = run_dirs(project)
+    run(project, "dvc", "exp", "run", "-n", "exp-a", "-S", EXP_A)
+    after = run_dirs(project)
+    # Completed runs were kept as they were; only runs of the new params trained.
+    assert all(after[k] == v for k, v in before.items() if k in after)
+    new = set(after) - set(before)
+    assert new and len(new) < len(after)
+    assert metrics(project)["plan_id"] == plan_id_of(project, workspace_params(project))
+    assert_metrics_match_params(project)
+
+
+@NEEDS_DATA
+def test_back_to_baseline_then_a_again(project):
+    # Restore the baseline (files come back with new mtimes) ...
+    run(project, "git", "checkout", "--", "params.toml", "dvc.lock")
+    run(project, "dvc", "checkout", "--force")
+    assert metrics(project)["plan_id"] == plan_id_of(project, workspace_params(project))
+    # ... nothing is redone after the restore ...
+    run(project, "hpsweep", "runs", "sync")
+    assert_nothing_to_do(project)
+    assert "up to date" in run(project, "dvc", "repro")
+    # ... and A's params again record A's metrics, not the baseline's.
+    run(project, "dvc", "exp", "run", "-n", "exp-a2", "-S", EXP_A)
+    assert metrics(project)["plan_id"] == plan_id_of(project, workspace_params(project))
+    assert_metrics_match_params(project)
+
+
+@NEEDS_DATA
+def test_queued_experiment(project):
+    run(project, "git", "checkout", "--", "params.toml", "dvc.lock")
+    run(project, "dvc", "checkout", "--force")
+    run(project, "dvc", "exp", "run", "--queue", "-n", "exp-q", "-S",
+        "params.toml:train.label_smoothing=0.0")
+    run(project, "dvc", "queue", "start", "-j", "1")
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = run(project, "dvc", "queue", "status")
+        if "exp-q" in status and ("Success" in status or "Failed" in status):
+            break
+        time.sleep(3)
+    assert "Success" in status, status + run(project, "dvc", "queue", "logs", "exp-q",
+                                             check=False)
+    assert_metrics_match_params(project)
+
+
+@NEEDS_DATA
+def test_training_code_edit_retrains(project):
+    run(project, "git", "checkout", "--", "params.toml", "dvc.lock")
+    run(project, "dvc", "checkout", "--force")
+    old = metrics(project)["plan_id"]
+    engine = project / "src/hpsweep/training/engine.py"
+    engine.write_text(engine.read_text() + "\n# an edit of the training code\n")
+    assert "sweeps" in run(project, "dvc", "status")
+    run(project, "dvc", "repro")
+    new = metrics(project)["plan_id"]
+    assert new != old and new == plan_id_of(project, workspace_params(project))
+
+
+@NEEDS_DATA
+def test_shrinking_a_sweep(project):
+    params = workspace_params(project)
+    sweep = next(iter(params["sweeps"]))
+    params["sweeps"][sweep]["values"] = params["sweeps"][sweep]["values"][:1]
+    (project / "params.toml").write_text(tomli_w.dumps(params))
+    run(project, "dvc", "repro")
+    table = (project / "results/summary/experiment_summary.csv").read_text().splitlines()
+    assert len(table) - 1 == 2  # header + baseline + the one remaining sweep value
+    assert metrics(project)["plan_id"] == plan_id_of(project, params)
+
+
+@NEEDS_DATA
+def test_push_pull_round_trip(project, tmp_path):
+    remote = tmp_path / "remote"
+    run(project, "dvc", "remote", "add", "-d", "-f", "local", str(remote))
+    run(project, "dvc", "push")
+    shutil.rmtree(project / ".dvc/cache")
+    for d in ("data", "results", "reports"):
+        shutil.rmtree(project / d)
+    run(project, "dvc", "pull")
+    assert (project / "results/summary/metrics.json").is_file()
+    run(project, "hpsweep", "runs", "sync")
+    assert_nothing_to_do(project)
+    assert "up to date" in run(project, "dvc", "repro")
+
+
+@NEEDS_DATA
+def test_stage_outs_are_what_its_rules_write(project):
+    """Every file a stage's Snakemake rules write lies under that stage's outs."""
+    out = run(project, "snakemake", "--summary", "--config", "params=params.toml")
+    files_by_rule: dict[str, list[str]] = {}
+    for line in out.splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) > 2:
+            files_by_rule.setdefault(cols[2], []).append(cols[0])
+    for stage in STAGES:
+        roots = [*stage.outs, *stage.persist]
+        for rule in stage.rules:
+            for f in files_by_rule.get(rule, []):
+                assert any(f == r or f.startswith(r + "/") for r in roots), \
+                    f"{rule} writes {f}, outside stage {stage.name}'s outs {roots}"
+    assert set(files_by_rule) <= {r for s in STAGES for r in s.rules} | {"all"}
