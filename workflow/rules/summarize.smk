@@ -1,4 +1,9 @@
 # Aggregate every run of the plan into one table.
+# Reads the runs' small metrics.json files: on a cluster it runs on the submit host
+# (localrules) rather than cost a job submission and a status-check cycle.
+
+localrules:
+    summarize,
 
 
 rule summarize:
