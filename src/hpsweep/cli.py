@@ -1,13 +1,17 @@
 """`hpsweep` command line: the stages for people (and tests), without Snakemake.
 
 Every user error ends as one line on stderr naming the problem and the fix,
-and a non-zero exit: 2 for invalid params or arguments, 1 for data/run errors.
+and a non-zero exit: 2 for invalid params or arguments, 1 for data/run errors
+(a storage that cannot be opened, a full or read-only disk, ...). No traceback
+unless -v is given. Logging goes to stderr: warnings by default, -v info, -vv debug.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -101,10 +105,63 @@ def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from .status import collect_status, render
+    from .study import Study
+
+    status = collect_status(Study.load(args.params), workdir=".")
+    print(render(status), flush=True)
+    for problem in status.problems:
+        print(f"hpsweep: {_one_line(problem)}{_storage_fix(problem, args.params)}",
+              file=sys.stderr)
+    return 1 if status.problems else 0
+
+
+def _cmd_optuna_setup(args: argparse.Namespace) -> int:
+    from .study import Study
+    from .tune import setup_study
+
+    info = setup_study(Study.load(args.params))
+    warm = info["warm_start"]
+    print(f"optuna: study {info['optuna_study']} on {info['storage']}; warm start added "
+          f"{warm['added']} of {warm['found']} sweep runs")
+    return 0
+
+
+def _cmd_optuna_worker(args: argparse.Namespace) -> int:
+    from .study import Study
+    from .tune import run_worker
+
+    info = run_worker(Study.load(args.params), args.index, threads=args.threads,
+                      progress=not args.quiet)
+    c = info["counts"]
+    print(f"optuna worker {args.index}: ran trials {info['trials_run']}; study has "
+          f"{c['finished']} of {info['n_trials']} trials finished")
+    return 0
+
+
+def _cmd_optuna_collect(args: argparse.Namespace) -> int:
+    from .study import Study
+    from .tune import collect
+
+    best = collect(Study.load(args.params))
+    print(f"optuna: best trial {best['trial_number']}, val acc {best['value']:.4f}, "
+          f"{best['overrides']}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line (not usage + error), naming the fix."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hpsweep", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="hpsweep", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"hpsweep {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging: -v info, -vv debug; show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("validate", help="check a params file; exit 2 on any problem")
@@ -142,27 +199,112 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="list the runs the params file expands to")
     p.add_argument("--params", default=DEFAULT_PARAMS)
     p.set_defaults(func=_cmd_plan)
+
+    p = sub.add_parser("status", help="runs done/running/failed/pending, Optuna trials, final "
+                       "retrain, logs of failed jobs (read-only; fine while a study runs)")
+    p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.set_defaults(func=_cmd_status)
+
+    optuna = sub.add_parser("optuna", help="the Optuna stage without Snakemake").add_subparsers(
+        dest="optuna_command", required=True, metavar="ACTION")
+    p = optuna.add_parser("setup", help="create/load the study, add warm-start trials")
+    p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.set_defaults(func=_cmd_optuna_setup)
+    p = optuna.add_parser("worker", help="train trials until the study has optuna.n_trials")
+    p.add_argument("index", type=int, help="worker number, 0..optuna.n_workers-1")
+    p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for training")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_optuna_worker)
+    p = optuna.add_parser("collect", help="trials.csv, best_params.json, figures")
+    p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.set_defaults(func=_cmd_optuna_collect)
     return parser
+
+
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
+def _storage_fix(message: str, params: str) -> str:
+    if "cannot open Optuna storage" not in message:
+        return ""
+    return (f"; fix optuna.storage in {params}, or start the database server and check "
+            "it is reachable from here (and its driver is installed)")
+
+
+def _study_dirs(params: str) -> str:
+    """"results/ or data/" of the params file, to name where a write failed."""
+    try:
+        study = load_params(params).study
+    except ParamsError:
+        return "the results or data directory"
+    return f"{study.results_dir}/ or {study.data_dir}/"
+
+
+def _os_error(e: OSError, params: str) -> str:
+    """One line for a filesystem error: what failed, where, and the fix."""
+    if e.errno is None:  # raised with a message of ours, which says what to do
+        return f"hpsweep: {e}"
+    write_errors = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                    errno.EPERM)
+    where = f"{e.filename}: " if e.filename else \
+        f"writing under {_study_dirs(params)}: " if e.errno in write_errors else ""
+    what = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = ("free disk space (or point study.data_dir/results_dir at a larger disk) and "
+               "rerun; completed results are kept")
+    elif e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = ("make it writable, or point study.results_dir/data_dir in the params file "
+               "at a writable place")
+    else:
+        fix = "check the path, then rerun"
+    return f"hpsweep: {where}{what}; {fix}"
+
+
+def _error_line(e: BaseException, args: argparse.Namespace) -> tuple[str, int] | None:
+    """(the one line for stderr, exit status) of an error a user can act on; None for
+    a bug (the traceback then helps more)."""
+    params = getattr(args, "params", DEFAULT_PARAMS)
+    # Only errors of modules the command imported can occur: looked up, not imported,
+    # so that `hpsweep validate` does not pay for torch.
+    data = sys.modules.get("hpsweep.data")
+    storage = sys.modules.get("hpsweep.tuning.storage")
+    if isinstance(e, ParamsError):
+        return str(e), 2
+    if (data and isinstance(e, data.DataError)) or \
+            (storage and isinstance(e, storage.StorageError)):
+        return f"hpsweep: {_one_line(e)}{_storage_fix(str(e), params)}", 1
+    if isinstance(e, OSError):
+        return _one_line(_os_error(e, params)), 1
+    if isinstance(e, RuntimeError | KeyError):  # a stage run out of order, an unknown run
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        return f"hpsweep: {_one_line(msg)}", 1
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
-    from .data import DataError
-
+    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except ParamsError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    except DataError as e:
-        print(f"hpsweep: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("hpsweep: interrupted; completed results are kept, rerun to continue",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `hpsweep status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:
+        known = _error_line(e, args)
+        if args.verbose and not isinstance(e, ParamsError):
+            raise
+        if known is None:
+            known = (f"hpsweep: unexpected {type(e).__name__}: {_one_line(e)}; rerun with -v "
+                     "for the traceback", 1)
+        print(known[0], file=sys.stderr)
+        return known[1]
 
 
 if __name__ == "__main__":

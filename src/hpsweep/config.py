@@ -441,8 +441,15 @@ def load_params(path: str | Path) -> Params:
     path = Path(path)
     if not path.is_file():
         raise ParamsError([f"file not found; pass an existing params.toml (got {path})"], str(path))
+    text = path.read_text()
     try:
-        data = tomli.loads(path.read_text())
+        data = tomli.loads(text)
     except tomli.TOMLDecodeError as e:
-        raise ParamsError([f"not valid TOML: {e}"], str(path)) from None
+        # Quote the line: "Cannot overwrite a value (at line 3, column 9)" alone does not
+        # say that a key is set twice, nor which.
+        lineno = getattr(e, "lineno", 0)
+        lines = text.splitlines()
+        where = f": {lines[lineno - 1].strip()!r}" if 0 < lineno <= len(lines) else ""
+        raise ParamsError([f"not valid TOML: {e}{where}; fix that line (a key set twice, an "
+                           "unclosed [ or quote, a value without quotes)"], str(path)) from None
     return parse_params(data, str(path))

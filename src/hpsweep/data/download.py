@@ -11,6 +11,7 @@ for the prepare manifest.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import json
@@ -132,6 +133,9 @@ def install_download(url: str, dest: Path, verify: Verify, retry: Retry | None =
                 raise DataError(last) from None
         except URLError as e:
             last = str(e.reason)
+        except ValueError as e:  # "unknown url type": a base URL without scheme://
+            raise DataError(f"{url!r} is not a URL ({e}); write base URLs in full, like "
+                            "https://host/path/") from None
         except (_Transient, OSError, http.client.HTTPException) as e:
             last = str(e) or type(e).__name__
         finally:
@@ -229,6 +233,13 @@ def _first_source(what: str, spec: DatasetSpec, tried: list[str],
         try:
             info = attempt()
         except (DataError, OSError) as e:  # OSError: an unreadable mirror, a full disk
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                # Another source would fill the same disk: say what is wrong, not "tried".
+                name = e.filename2 or e.filename
+                dest = Path(name).parent if name else "the raw data directory"
+                raise DataError(f"cannot write {spec.name} {what}: no space left on device "
+                                f"({dest}); free disk space or point study.data_dir at a "
+                                "larger disk, then rerun (verified files are kept)") from None
             tried.append(f"{label} ({e})")
             continue
         log.info("%s: got %s from %s", spec.name, what, label)
@@ -349,7 +360,10 @@ def _fetch_csv(spec, dest_dir, csv_path, old) -> dict:
         return old
 
     def verify(path: Path) -> dict:
-        read_pixel_csv(path)
+        try:
+            read_pixel_csv(path)
+        except DataError as e:  # name the user's file, not the hidden temp copy
+            raise DataError(str(e).replace(str(path), str(src))) from None
         return {"sha256": file_hash(path), "verified_by": "parsed"}
 
     info = install_copy(src, dest, verify)

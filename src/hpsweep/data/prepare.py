@@ -169,6 +169,15 @@ def prepare(data_cfg, raw_dir: Path, out_path: Path, progress: bool = True) -> d
         raw = _read_csv(spec, src, record, progress, data_cfg)
 
     train, val = stratified_split(raw.y_pool, data_cfg.val_fraction, [data_cfg.split_seed, _VAL])
+    if len(train) == 0 or len(val) == 0:
+        # Checked before anything is written: an empty split would replace good prepared
+        # data with a file every run fails on (or, empty val, scores as NaN).
+        n = len(raw.y_pool)
+        raise DataError(
+            f"data.val_fraction = {data_cfg.val_fraction} leaves {len(train)} training and"
+            f" {len(val)} validation samples of {n}; use a fraction in"
+            f" {0.5 / n:.2g}..{1 - 0.5 / n:.6g} (0.1 is usual)"
+        )
     if data_cfg.train_subset:
         train = train[stratified_subset(raw.y_pool[train], data_cfg.train_subset,
                                         [data_cfg.split_seed, _SUBSET])]

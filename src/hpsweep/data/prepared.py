@@ -12,8 +12,10 @@ with ``weights_only=True``, so a tampered file cannot run code):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +73,20 @@ def save_prepared(path: str | Path, tensors: dict[str, torch.Tensor], classes: l
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({**tensors, "classes": list(classes), "dataset": dataset, "checksum": checksum}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({**tensors, "classes": list(classes), "dataset": dataset,
+                    "checksum": checksum}, tmp)
+        os.replace(tmp, path)
+    except RuntimeError as e:
+        # torch reports a failed write as "[enforce fail at inline_container.cc] ...":
+        # name the file, and a full disk as such (checked while the partial file exists).
+        need = sum(t.numel() * t.element_size() for t in tensors.values())
+        full = shutil.disk_usage(path.parent).free < need
+        raise OSError(errno.ENOSPC if full else errno.EIO,
+                      "No space left on device" if full else f"write failed ({e})",
+                      str(path)) from None
+    finally:  # a failed write leaves no half-written temp file behind
+        tmp.unlink(missing_ok=True)
     return checksum
 
 

@@ -34,8 +34,13 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from ..study import Study
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-# scheme://user:password@host  ->  scheme://user:***@host
-_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+# scheme://user:password@host  ->  scheme://user:***@host. Greedy up to the last "@" of
+# the token, so an unescaped "@" or "/" in the password does not leave a part visible.
+_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^\s]*@")
+# ...?password=secret (a libpq keyword SQLAlchemy passes on), and "password=secret" in a
+# driver's DSN echo.
+_PASSWORD_KEY = re.compile(r"(?P<head>(?:^|[?&\s;])(?:password|passwd|pwd)=)[^&\s;]*",
+                           re.IGNORECASE)
 
 JOURNAL_PREFIX = "journal:"
 # Seconds between heartbeats, and how long a silent trial counts as alive. A trial
@@ -52,7 +57,14 @@ class StorageError(ValueError):
 
 def mask(url: str) -> str:
     """``url`` with any password replaced by ``***`` (safe for logs and files)."""
-    return _PASSWORD.sub(r"\g<head>***@", url)
+    return _PASSWORD_KEY.sub(r"\g<head>***", _PASSWORD.sub(r"\g<head>***@", url))
+
+
+def _secrets(url: str) -> list[str]:
+    """The passwords written in ``url`` (what ``mask`` hides), longest first."""
+    found = [m.group(0)[len(m.group("head")):-1] for m in _PASSWORD.finditer(url)]
+    found += [m.group(0)[len(m.group("head")):] for m in _PASSWORD_KEY.finditer(url)]
+    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
 
 
 def expand_env(url: str, environ: dict[str, str] | None = None) -> str:
@@ -133,6 +145,8 @@ def open_storage(url: str) -> BaseStorage:
                     max_retry=MAX_RETRY, inherit_intermediate_values=True))
         except Exception as e:  # driver/connection errors can echo the URL: mask it
             msg = str(e).replace(url, mask(url)).splitlines()[0] if str(e) else ""
+            for secret in _secrets(url):  # e.g. a driver quoting the password alone
+                msg = msg.replace(secret, "***")
             raise StorageError(f"cannot open Optuna storage {mask(url)}: "
                                f"{type(e).__name__}: {mask(msg)}") from None
 
