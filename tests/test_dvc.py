@@ -31,8 +31,9 @@ from studyfixtures import (
 
 from hpsweep.dvcyaml import STAGES, render
 
-NEEDS_DATA = pytest.mark.skipif(not FMNIST_MIRROR.is_dir(),
-                                reason="needs Debian's dataset-fashion-mnist (make test installs it)")
+NEEDS_DATA = pytest.mark.skipif(
+    not FMNIST_MIRROR.is_dir(),
+    reason="needs Debian's dataset-fashion-mnist (make test installs it)")
 
 
 def test_committed_dvc_yaml_is_current():
