@@ -59,6 +59,12 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
     return _prepare(params, StudyPaths.from_params(params))
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .space import expand
 
@@ -196,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     p.set_defaults(func=_cmd_dvc_yaml)
 
+    p = sub.add_parser("bench", add_help=False,
+                       help="training speed, ours vs. the seed-style loop (`bench --help`)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_bench)
+
     p = sub.add_parser("plan", help="list the runs the params file expands to")
     p.add_argument("--params", default=DEFAULT_PARAMS)
     p.set_defaults(func=_cmd_plan)
@@ -284,6 +295,9 @@ def _error_line(e: BaseException, args: argparse.Namespace) -> tuple[str, int] |
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # the benchmark has its own options (argparse REMAINDER
+        return _cmd_bench(argparse.Namespace(bench_args=argv[1:]))  # drops leading flags)
     args = build_parser().parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
