@@ -8,6 +8,11 @@ from pathlib import Path
 from .config import Params
 
 
+def manifest_path(prepared: Path) -> Path:
+    """data/prepared/fashion-mnist.pt -> data/prepared/fashion-mnist.manifest.json"""
+    return Path(prepared).with_suffix(".manifest.json")
+
+
 @dataclass(frozen=True)
 class StudyPaths:
     data_dir: Path
@@ -31,7 +36,7 @@ class StudyPaths:
 
     @property
     def manifest(self) -> Path:
-        return self.prepared.with_suffix(".manifest.json")
+        return manifest_path(self.prepared)
 
     def run_dir(self, run_id: str) -> Path:
         return self.results_dir / "runs" / run_id

@@ -50,11 +50,15 @@ def report_path(study: Study) -> Path:
 
 
 def optuna_dir(study: Study) -> Path:
-    return study.paths.results_dir / "optuna" / study.params.study.name
+    from .tune import Tuner  # optuna is heavy; only the report job needs it
+
+    return Tuner(study).out_dir
 
 
 def final_summary_path(study: Study) -> Path:
-    return study.paths.results_dir / "final" / "summary.json"
+    from .final import summary_path
+
+    return summary_path(study)
 
 
 def optional_inputs(study: Study) -> list[Path]:

@@ -21,6 +21,7 @@ from hpsweep.data.formats import load_images, read_pixel_csv, scan_tiny, tiny_cl
 from hpsweep.data.idx import load_pair, read_verified
 from hpsweep.data.prepared import SPLITS, save_prepared
 from hpsweep.data.sources import CSV_FILE, DatasetSpec, get_spec
+from hpsweep.paths import manifest_path
 
 # Each random draw gets its own stream, so changing one (e.g. train_subset)
 # never reshuffles another (the validation split).
@@ -145,11 +146,6 @@ def _read_csv(spec: DatasetSpec, src: Path, record: dict, progress: bool, cfg) -
 
 
 # --------------------------------------------------------------------- prepare
-
-
-def manifest_path(out_path: Path) -> Path:
-    """data/prepared/fashion-mnist.pt -> data/prepared/fashion-mnist.manifest.json"""
-    return Path(out_path).with_suffix(".manifest.json")
 
 
 def prepare(data_cfg, raw_dir: Path, out_path: Path, progress: bool = True) -> dict:
