@@ -6,7 +6,8 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-CORES ?= 4
+# Snakemake --cores: this machine's CPUs (training jobs take 2 threads each).
+CORES ?= $(shell nproc 2>/dev/null || echo 2)
 # Debian packages, installed only where apt works (root): the study needs the
 # real Fashion-MNIST; the tests also start a real PostgreSQL (Optuna storage).
 # SLURM's packages are installed by tests/slurm/cluster.sh when its tests run.
@@ -45,7 +46,7 @@ data: setup system-deps-run
 	$(VENV)/bin/hpsweep data fetch
 
 run: data
-	$(VENV)/bin/snakemake --cores $(CORES)
+	$(VENV)/bin/snakemake --profile profiles/local --cores $(CORES)
 
 test: setup system-deps-test
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -5,10 +5,12 @@
 #   snakemake --cores 4 --config params=other.toml  another params file
 #   snakemake --profile profiles/slurm              on a SLURM cluster
 
-from hpsweep.workflow import load_study_or_exit
+from hpsweep.workflow import load_study_or_exit, training_job_threads
 
 STUDY = load_study_or_exit(config.get("params", "params.toml"))
 PATHS = STUDY.paths
+# 2 per training job; more where --cores exceeds this machine's CPUs (see the function).
+TRAIN_JOB_THREADS = training_job_threads(workflow)
 
 
 include: "workflow/rules/data.smk"

@@ -23,7 +23,7 @@ rule final_run:
         str(PATHS.logs / "final" / "seed_{seed}.log"),
     wildcard_constraints:
         seed=r"\d+",
-    threads: 2
+    threads: TRAIN_JOB_THREADS
     resources:
         gpu=1 if STUDY.uses_gpu else 0,
     script:

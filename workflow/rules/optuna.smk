@@ -54,7 +54,7 @@ rule optuna_worker:
         str(PATHS.logs / "optuna" / "worker_{worker}.log"),
     wildcard_constraints:
         worker=r"\d+",
-    threads: 2
+    threads: TRAIN_JOB_THREADS
     resources:
         gpu=1 if STUDY.uses_gpu else 0,
     script:

@@ -14,7 +14,7 @@ rule train_run:
         str(PATHS.logs / "train" / "{run}.log"),
     wildcard_constraints:
         run="[0-9a-f]{12}",
-    threads: 2
+    threads: TRAIN_JOB_THREADS
     resources:
         gpu=1 if STUDY.uses_gpu else 0,
     script:

@@ -1,8 +1,9 @@
 """Snakemake adapter: retrain the best configuration with one seed, test it."""
 
 from hpsweep.final import run_final_seed
-from hpsweep.workflow import job_log, study_of
+from hpsweep.workflow import job_log, study_of, torch_threads
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):
-    run_final_seed(study_of(smk), int(smk.wildcards.seed), threads=smk.threads, progress=False)
+    run_final_seed(study_of(smk), int(smk.wildcards.seed), threads=torch_threads(smk.threads),
+                   progress=False)

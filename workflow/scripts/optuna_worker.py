@@ -1,9 +1,9 @@
 """Snakemake adapter: one Optuna worker; trains trials until the study has n_trials."""
 
 from hpsweep.tune import optuna_logs_to_root, run_worker
-from hpsweep.workflow import job_log, study_of
+from hpsweep.workflow import job_log, study_of, torch_threads
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):
     optuna_logs_to_root()
-    run_worker(study_of(smk), int(smk.wildcards.worker), threads=smk.threads)
+    run_worker(study_of(smk), int(smk.wildcards.worker), threads=torch_threads(smk.threads))

@@ -1,8 +1,8 @@
 """Snakemake adapter: train one run of the plan."""
 
 from hpsweep.runner import train_planned_run
-from hpsweep.workflow import job_log, study_of
+from hpsweep.workflow import job_log, study_of, torch_threads
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):
-    train_planned_run(study_of(smk), smk.wildcards.run, threads=smk.threads)
+    train_planned_run(study_of(smk), smk.wildcards.run, threads=torch_threads(smk.threads))
