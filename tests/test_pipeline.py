@@ -1,12 +1,13 @@
-"""End-to-end: the real Snakemake DAG on a shrunk real study (real Fashion-MNIST)."""
+"""End-to-end: the real Snakemake DAG on the shipped quick study (real Fashion-MNIST)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
-from studyfixtures import FMNIST_MIRROR, shrunk_params, snakemake
+from studyfixtures import FMNIST_MIRROR, ROOT, shrunk_params, snakemake
 
 from hpsweep.study import Study
 
@@ -20,7 +21,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
-    shrunk_params(tmp)
+    shutil.copy(ROOT / "studies/quick.toml", tmp / "params.toml")
     res = snakemake(tmp)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return tmp
@@ -28,14 +29,18 @@ def study_dir(tmp_path_factory):
 
 def test_study_runs_end_to_end(study_dir):
     study = Study.load(study_dir / "params.toml", root=study_dir)
-    table = pd.read_csv(study_dir / "results/summary/experiment_summary.csv")
+    table = pd.read_csv(study.paths.results_dir / "summary/experiment_summary.csv")
     assert len(table) == len(study.plan.members)
     assert set(table["status"]) <= {"ok", "early_stopped"}
     assert table["best_val_acc"].min() > 0.5  # 1 epoch on 600 images still learns
     for run_id in study.plan.run_ids():
         metrics = json.loads((study.paths.run_dir(run_id) / "metrics.json").read_text())
         assert metrics["provenance"]["data_checksum"]
-        assert (study_dir / "results/logs/train" / f"{run_id}.log").is_file()
+        assert (study.paths.logs / "train" / f"{run_id}.log").is_file()
+    for name in ("report.md", "figures/grid_lr_x_batch.png"):
+        assert (study.paths.reports_dir / name).is_file(), name
+    final = json.loads((study.paths.results_dir / "final/summary.json").read_text())
+    assert len(final["per_seed"]) == 2
 
 
 def test_second_run_has_nothing_to_do(study_dir):
