@@ -303,18 +303,19 @@ def _check_exact(study, n_trials):
 
 @pytest.fixture(scope="module")
 def sqlite_study(tmp_path_factory):
-    """Two worker processes on the default SQLite storage."""
-    study = make_study(tmp_path_factory.mktemp("sqlite"), optuna={"n_trials": 5})
+    """Four worker processes on the default SQLite storage (racing on one file)."""
+    study = make_study(tmp_path_factory.mktemp("sqlite"),
+                       optuna={"n_trials": 9, "n_workers": 4})
     setup_study(study)
-    procs = [start_worker(study, i, worker_env()) for i in range(2)]
+    procs = [start_worker(study, i, worker_env()) for i in range(4)]
     wait_all(procs)
     return study
 
 
-def test_two_workers_on_sqlite_finish_exactly_n_trials(sqlite_study):
-    ostudy, counts = _check_exact(sqlite_study, 5)
+def test_four_workers_on_sqlite_finish_exactly_n_trials(sqlite_study):
+    ostudy, counts = _check_exact(sqlite_study, 9)
     tuner = Tuner(sqlite_study)
-    markers = [json.loads(tuner.worker_marker(i).read_text()) for i in range(2)]
+    markers = [json.loads(tuner.worker_marker(i).read_text()) for i in range(4)]
     ran = sorted(n for m in markers for n in m["trials_run"])
     finished = sorted(t.number for t in ostudy.trials if t.state == TrialState.COMPLETE)
     assert ran == finished  # every finished trial was run by exactly one worker
@@ -326,7 +327,7 @@ def test_collect_writes_table_best_params_and_figures(sqlite_study):
     best = collect(sqlite_study)
     table = pd.read_csv(tuner.trials_csv)
     done = table[table.state == "COMPLETE"]
-    assert len(done) == 5 and {"value", "params_train.lr", "params_model.width"} <= set(table)
+    assert len(done) == 9 and {"value", "params_train.lr", "params_model.width"} <= set(table)
     saved = json.loads(tuner.best_params_path.read_text())
     assert saved["value"] == pytest.approx(done.value.max())
     assert saved["trial_number"] in set(done.number[done.value == done.value.max()])
@@ -339,18 +340,19 @@ def test_collect_writes_table_best_params_and_figures(sqlite_study):
 
 
 @pytest.mark.postgres
-def test_two_workers_on_postgres(tmp_path, postgres_url):  # noqa: F811
+def test_four_workers_on_postgres(tmp_path, postgres_url):  # noqa: F811
     # The URL comes from the environment, as credentials would.
-    study = make_study(tmp_path, optuna={"n_trials": 4, "storage": "${HPSWEEP_TEST_PG}"})
+    study = make_study(tmp_path, optuna={"n_trials": 7, "n_workers": 4,
+                                         "storage": "${HPSWEEP_TEST_PG}"})
     env = worker_env(HPSWEEP_TEST_PG=postgres_url)
     os.environ["HPSWEEP_TEST_PG"] = postgres_url
     try:
         assert Tuner(study).url.startswith("postgresql+psycopg2://")
         setup_study(study)
-        procs = [start_worker(study, i, env) for i in range(2)]
+        procs = [start_worker(study, i, env) for i in range(4)]
         wait_all(procs)
-        ostudy, _ = _check_exact(study, 4)
-        assert {t.user_attrs["worker"] for t in ostudy.trials} <= {0, 1}
+        ostudy, _ = _check_exact(study, 7)
+        assert {t.user_attrs["worker"] for t in ostudy.trials} <= {0, 1, 2, 3}
     finally:
         os.environ.pop("HPSWEEP_TEST_PG", None)
 

@@ -107,4 +107,8 @@ def start_worker(study: Study, index: int, env: dict[str, str], code: str = WORK
 def wait_all(procs: list[subprocess.Popen], timeout: float = 120) -> None:
     for p in procs:
         rc = p.wait(timeout=timeout)
-        assert rc == 0, p.log_path.read_text()[-3000:]
+        log = p.log_path.read_text()
+        assert rc == 0, log[-3000:]
+        # SQLite under concurrent writers: a lock error retried or swallowed still
+        # means the storage set-up is wrong, so it must not appear at all.
+        assert "database is locked" not in log, log[-3000:]
