@@ -62,6 +62,7 @@ from .config import ParamsError, run_signature
 from .data.prepared import PreparedData, load_prepared
 from .space import code_version, data_identity, make_run
 from .study import Study
+from .tuning.algorithms import make_pruner, make_sampler
 from .tuning.figures import figure_names, figure_path, write_figures
 from .tuning.space import SearchSpace, trial_overrides
 from .tuning.storage import has_heartbeat, mask, open_storage, storage_url
@@ -195,38 +196,12 @@ class Tuner:
             raise ParamsError(problems, str(self.study.params_path))
 
     def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        kind = self.params.optuna.sampler
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if kind == "tpe":
-                # group=True: TPE models each conditional sub-space (mlp keys, cnn keys)
-                # jointly instead of falling back to independent sampling.
-                return optuna.samplers.TPESampler(seed=seed, multivariate=True,
-                                                  group=self.space.conditional,
-                                                  constant_liar=True)
-            if kind == "random":
-                return optuna.samplers.RandomSampler(seed=seed)
-            if kind == "gp":
-                return optuna.samplers.GPSampler(seed=seed)
-            if kind == "cmaes":
-                return optuna.samplers.CmaEsSampler(seed=seed)
-            n = self.params.optuna.n_trials
-            return optuna.samplers.NSGAIISampler(seed=seed,
-                                                 population_size=max(4, min(50, n // 4)))
+        return make_sampler(self.params.optuna.sampler, seed,
+                            n_trials=self.params.optuna.n_trials,
+                            conditional=self.space.conditional)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        kind = self.params.optuna.pruner
-        if self.multi_objective or kind == "none":
-            return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective trials
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            if kind == "median":
-                return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-            if kind == "successive_halving":
-                return optuna.pruners.SuccessiveHalvingPruner()
-            if kind == "hyperband":
-                return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
-            return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
+        return make_pruner(self.params.optuna.pruner, multi_objective=self.multi_objective)
 
     def open(self, *, seed: int | None = None,
              storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:

@@ -4,5 +4,6 @@
                   ${ENV} expansion, password masking, heartbeat + stale-trial retry
     space.py      params' [optuna.space] as Optuna distributions, conditional on model.arch
     warmstart.py  completed sweep/grid/config runs added as finished trials (never retrained)
+    algorithms.py samplers and pruners by their params.toml names
     figures.py    Optuna's matplotlib figures as PNGs (placeholders where one cannot be drawn)
 """

@@ -1,0 +1,50 @@
+"""Optuna samplers and pruners by their params.toml names, built one way for the
+study's workers and for `hpsweep bench-hpo` (so the benchmark measures what ships)."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+
+
+def make_sampler(kind: str, seed: int, *, n_trials: int = 20,
+                 conditional: bool = False) -> optuna.samplers.BaseSampler:
+    """optuna.sampler: "tpe", "random", "gp", "cmaes" or "nsga2"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if kind == "tpe":
+            # group=True: TPE models each conditional sub-space (mlp keys, cnn keys)
+            # jointly instead of falling back to independent sampling. constant_liar:
+            # parallel workers do not all sample next to the same running trial.
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=conditional,
+                                              constant_liar=True)
+        if kind == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if kind == "gp":
+            return optuna.samplers.GPSampler(seed=seed)
+        if kind == "cmaes":
+            return optuna.samplers.CmaEsSampler(seed=seed)
+        if kind == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed,
+                                                 population_size=max(4, min(50, n_trials // 4)))
+    raise ValueError(f"unknown sampler {kind!r}")
+
+
+def make_pruner(kind: str, *, multi_objective: bool = False,
+                max_resource: int | str = "auto") -> optuna.pruners.BasePruner:
+    """optuna.pruner: "median", "successive_halving", "hyperband", "wilcoxon" or "none".
+    The step a trial reports is its epoch (fold * epochs + epoch with cv_folds)."""
+    if multi_objective or kind == "none":
+        return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective trials
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if kind == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+        if kind == "successive_halving":
+            return optuna.pruners.SuccessiveHalvingPruner()
+        if kind == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource)
+        if kind == "wilcoxon":
+            return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
+    raise ValueError(f"unknown pruner {kind!r}")
