@@ -27,6 +27,20 @@ def test_shipped_params_are_valid():
     assert params.model.arch == "mlp"
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "studies").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_studies_are_valid_and_keep_their_own_results(path):
+    params = load_params(path)
+    default = load_params(ROOT / "params.toml")
+    assert params.study.name != default.study.name
+    assert params.study.results_dir != default.study.results_dir
+    assert params.study.reports_dir != default.study.reports_dir
+    # a study sharing the default's data folder must prepare it identically
+    if params.study.data_dir == default.study.data_dir:
+        assert params.data == default.data
+    assert expand(params).members
+
+
 def test_defaults_are_valid():
     params = parse_params({})
     assert params.train.optimizer == "adamw"
