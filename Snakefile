@@ -21,6 +21,7 @@ include: "workflow/rules/summary_tables.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/optuna.smk"
 include: "workflow/rules/final.smk"
+include: "workflow/rules/tracking.smk"
 
 
 rule all:
@@ -32,3 +33,4 @@ rule all:
         rules.report.output,
         OPTUNA_OUTPUTS,  # [] when optuna.enabled = false
         FINAL_OUTPUTS,  # [] when final.enabled = false
+        TRACKING_OUTPUTS,  # [] when tracking.mlflow = false

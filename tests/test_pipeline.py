@@ -41,6 +41,8 @@ def test_study_runs_end_to_end(study_dir):
         assert (study.paths.reports_dir / name).is_file(), name
     final = json.loads((study.paths.results_dir / "final/summary.json").read_text())
     assert len(final["per_seed"]) == 2
+    exported = json.loads((study.paths.results_dir / "mlflow/exported.json").read_text())
+    assert len(exported["logged"]) == len(study.plan.runs) + 2  # the runs + final seeds
 
 
 def test_second_run_has_nothing_to_do(study_dir):

@@ -259,6 +259,17 @@ class ReportConfig(_Strict):
     baselines: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
 
 
+class TrackingConfig(_Strict):
+    # Log every finished run (and the final seeds) to MLflow after training, from one
+    # job (needs `pip install mlflow-skinny`; training itself never imports it).
+    mlflow: bool = False
+    # Tracking URI; "" = sqlite:///<results_dir>/mlflow/mlflow.db. Any MLflow URI works
+    # (http://server:5000, databricks, ...).
+    mlflow_uri: str = ""
+    # MLflow experiment name; "" = study.name.
+    mlflow_experiment: str = ""
+
+
 class Params(_Strict):
     study: StudyConfig = Field(default_factory=StudyConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -271,6 +282,7 @@ class Params(_Strict):
     optuna: OptunaConfig = Field(default_factory=OptunaConfig)
     final: FinalConfig = Field(default_factory=FinalConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
     @model_validator(mode="after")
     def _overrides_fit_the_model(self) -> Params:

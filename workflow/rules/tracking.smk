@@ -1,0 +1,27 @@
+# Optional MLflow tracking (tracking.mlflow = true): after the runs, the final
+# seeds and the figures exist, one job logs what MLflow does not have yet. One
+# job rather than every trainer, so parallel jobs never race on a tracking DB.
+
+from hpsweep import tracking as _tracking
+
+TRACKING_OUTPUTS = (
+    [str(_tracking.export_marker(STUDY))] if STUDY.params.tracking.mlflow else []
+)
+
+localrules:
+    mlflow_export,
+
+
+rule mlflow_export:
+    input:
+        runs=rules.summarize.output,
+        figures=rules.plots.output,
+        final=FINAL_OUTPUTS,
+    output:
+        marker=str(_tracking.export_marker(STUDY)),
+    params:
+        uri=_tracking.tracking_uri(STUDY),
+    log:
+        str(PATHS.logs / "mlflow_export.log"),
+    script:
+        "../scripts/mlflow_export.py"
