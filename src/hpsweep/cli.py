@@ -65,6 +65,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(args.bench_args)
 
 
+def _cmd_bench_hpo(args: argparse.Namespace) -> int:
+    from .hpobench import main as bench_hpo_main
+
+    return bench_hpo_main(args.bench_args)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from .space import expand
 
@@ -206,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="training speed, ours vs. the seed-style loop (`bench --help`)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_bench)
+    p = sub.add_parser("bench-hpo", add_help=False,
+                       help="HPO efficiency: grid vs random vs TPE (+ pruning, warm start) "
+                       "(`bench-hpo --help`)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_bench_hpo)
 
     p = sub.add_parser("plan", help="list the runs the params file expands to")
     p.add_argument("--params", default=DEFAULT_PARAMS)
@@ -296,8 +307,11 @@ def _error_line(e: BaseException, args: argparse.Namespace) -> tuple[str, int] |
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # the benchmark has its own options (argparse REMAINDER
-        return _cmd_bench(argparse.Namespace(bench_args=argv[1:]))  # drops leading flags)
+    # The benchmarks have their own options (argparse REMAINDER drops leading flags).
+    if argv[:1] == ["bench"]:
+        return _cmd_bench(argparse.Namespace(bench_args=argv[1:]))
+    if argv[:1] == ["bench-hpo"]:
+        return _cmd_bench_hpo(argparse.Namespace(bench_args=argv[1:]))
     args = build_parser().parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
