@@ -70,6 +70,15 @@ def test_final_retrain_summary_and_exported_model(tmp_path):
     row = next(r for r in saved["per_seed"] if r["seed"] == blob["seed"])
     assert acc == pytest.approx(row["test_acc"], abs=1.5 / len(data.y_test))
 
+    # the torch.export program needs no hpsweep: raw [0, 1] pixels in, same predictions
+    program = torch.export.load(str(final.program_path(study))).module()
+    with torch.no_grad():
+        assert torch.equal(program(data.x_test.float() / 255).argmax(1), pred)
+    card = json.loads(final.model_card_path(study).read_text())
+    assert card["data_checksum"] == data.checksum and card["config"] == saved["run_config"]
+    assert card["test_accuracy"]["mean"] == pytest.approx(saved["test_acc_mean"])
+    assert card["test_accuracy"]["exported_seed"] == blob["seed"]
+
     # a changed best configuration makes the seed runs stale, never silently reused
     _write_best(study, {"train.lr": 0.05, "model.width": 8, "train.epochs": 1})
     with pytest.raises(RuntimeError, match="another configuration"):

@@ -3,6 +3,10 @@
     results/final/seed_<s>/        config.json, metrics.json (with test_acc), best.pt, tb/
     results/final/summary.json     test accuracy per seed, mean, 95 % t interval, config
     results/final/model.pt         the exported model (state_dict + config + normalisation)
+    results/final/model.pt2        the same model as a torch.export program (TorchScript's
+                                   successor): float pixels in [0, 1], N x C x H x W -> logits;
+                                   normalisation inside; needs no hpsweep to run
+    results/final/model_card.json  config, data checksum, test accuracy (mean ± CI), inputs
     results/final/config.json      the retrained run config
 
 The best configuration is Optuna's (results/optuna/<study>/best_params.json) when
@@ -53,8 +57,17 @@ def config_path(study: Study) -> Path:
     return final_dir(study) / "config.json"
 
 
+def program_path(study: Study) -> Path:
+    return final_dir(study) / "model.pt2"
+
+
+def model_card_path(study: Study) -> Path:
+    return final_dir(study) / "model_card.json"
+
+
 def summary_outputs(study: Study) -> list[str]:
-    return [str(summary_path(study)), str(model_path(study)), str(config_path(study))]
+    return [str(summary_path(study)), str(model_path(study)), str(config_path(study)),
+            str(program_path(study)), str(model_card_path(study))]
 
 
 def sweep_summary_path(study: Study) -> Path:
@@ -234,6 +247,51 @@ def _export_model(study: Study, row: dict[str, Any], config: dict[str, Any],
             "test_acc_mean": summary["test_acc_mean"], "code_version": code_version()}
     with atomic_path(model_path(study)) as tmp:
         torch.save(blob, tmp)
+    model, _ = load_exported(model_path(study))
+    _export_program(model, blob, program_path(study))
+    metrics = json.loads((seed_dir(study, row["seed"]) / "metrics.json").read_text())
+    prov = metrics.get("provenance", {})
+    card = {
+        "model": f"{study.params.study.name}: {config['model']['arch']}, "
+                 f"{summary['n_params']:,} parameters",
+        "dataset": prov.get("data_dataset"), "data_checksum": prov.get("data_checksum"),
+        "classes": blob["classes"], "input": {
+            "shape": ["N", *blob["input_shape"]], "dtype": "float32",
+            "range": "pixels / 255 in [0, 1]; model.pt2 normalises inside",
+            "mean": blob["mean"], "std": blob["std"]},
+        "test_accuracy": {"mean": summary["test_acc_mean"], "ci95": summary["test_acc_ci95"],
+                          "n_seeds": summary["n_seeds"],
+                          "per_seed": {str(r["seed"]): r["test_acc"]
+                                       for r in summary["per_seed"]},
+                          "exported_seed": row["seed"],
+                          "exported_seed_test_acc": row["test_acc"]},
+        "val_accuracy_of_exported_seed": row["best_val_acc"],
+        "chosen_by": summary["best"].get("source"), "config": config,
+        "code_version": code_version(), "torch": prov.get("torch"),
+        "files": {"state_dict": model_path(study).name, "program": program_path(study).name},
+    }
+    write_text(model_card_path(study), json.dumps(card, indent=2, default=str))
+
+
+def _export_program(model: torch.nn.Module, blob: dict[str, Any], path: Path) -> None:
+    """model.pt2: a torch.export program with the normalisation built in, any batch size."""
+
+    class Normalised(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module, mean: list[float], std: list[float]):
+            super().__init__()
+            self.net = net
+            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net((x - self.mean) / self.std)
+
+    wrapped = Normalised(model, blob["mean"], blob["std"]).eval()
+    example = torch.rand(2, *blob["input_shape"])
+    program = torch.export.export(
+        wrapped, (example,), dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1)}})
+    with atomic_path(path) as tmp:
+        torch.export.save(program, tmp)
 
 
 def load_exported(path: str | Path):
