@@ -61,6 +61,12 @@ def final_summary_path(study: Study) -> Path:
     return summary_path(study)
 
 
+def final_model_files(study: Study) -> list[Path]:
+    from .final import model_card_path, model_path, program_path
+
+    return [model_path(study), program_path(study), model_card_path(study)]
+
+
 def optional_inputs(study: Study) -> list[Path]:
     """Results of later stages the report shows when they exist (enabled in params)."""
     out = []
@@ -548,6 +554,12 @@ def _final(doc: _Doc, study: Study) -> dict | None:
         doc.add("Configuration:", md_table(["key", "value"], [[f"`{k}`", format_value(v)]
                                                               for k, v in cfg.items()
                                                               if not isinstance(v, dict)], "ll"))
+    files = [f"`{p}`" for p in final_model_files(study) if p.is_file()]
+    if files:
+        doc.add("The exported model (the seed with the best validation accuracy): "
+                + ", ".join(files) + ". `model.pt2` is a `torch.export` program that takes "
+                "pixels / 255 and needs no hpsweep (`torch.export.load(path).module()`); "
+                "the model card names its data checksum, config and accuracy.")
     return final
 
 
