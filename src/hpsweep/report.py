@@ -244,7 +244,8 @@ def _setup(doc: _Doc, study: Study, metrics: list[dict], table: pd.DataFrame) ->
             ["validation split", f"{p.data.val_fraction:g} of train, split seed "
                                  f"{p.data.split_seed}"
              + (f", stratified subset of {p.data.train_subset:,}" if p.data.train_subset else "")],
-            ["seeds per configuration", ", ".join(map(str, p.study.seeds))],
+            ["seeds per configuration",
+             f"{len(p.study.seeds)} (seed {', '.join(map(str, p.study.seeds))})"],
             ["runs / configurations", f"{table['run_id'].nunique()} runs, "
                                       f"{table['config_id'].nunique()} configurations, "
                                       f"{len(table)} sweep/grid entries"]]
