@@ -127,7 +127,7 @@ def search(method: tuple[str, str, bool], seed: int, grid: dict[str, list[Any]],
     epochs = len(next(iter(curves.values())))
     study = optuna.create_study(direction="maximize",
                                 sampler=make_sampler(sampler_kind, seed),
-                                pruner=make_pruner(pruner_kind, max_resource=epochs))
+                                pruner=make_pruner(pruner_kind, epochs=epochs, max_resource=epochs))
     dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in grid.items()}
     if warm:
         for cfg in sweep_configs(grid, BASELINE):

@@ -201,7 +201,9 @@ class Tuner:
                             conditional=self.space.conditional)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        return make_pruner(self.params.optuna.pruner, multi_objective=self.multi_objective)
+        epochs = self.params.optuna.epochs or self.params.train.epochs
+        return make_pruner(self.params.optuna.pruner, multi_objective=self.multi_objective,
+                           epochs=epochs)
 
     def open(self, *, seed: int | None = None,
              storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:

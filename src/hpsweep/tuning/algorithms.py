@@ -31,16 +31,24 @@ def make_sampler(kind: str, seed: int, *, n_trials: int = 20,
     raise ValueError(f"unknown sampler {kind!r}")
 
 
-def make_pruner(kind: str, *, multi_objective: bool = False,
+def make_pruner(kind: str, *, multi_objective: bool = False, epochs: int = 3,
                 max_resource: int | str = "auto") -> optuna.pruners.BasePruner:
     """optuna.pruner: "median", "successive_halving", "hyperband", "wilcoxon" or "none".
-    The step a trial reports is its epoch (fold * epochs + epoch with cv_folds)."""
+    The step a trial reports is its epoch (fold * epochs + epoch with cv_folds).
+
+    The median pruner waits for the first third of a trial's ``epochs``: under a
+    warm-up schedule (OneCycle) early accuracy mostly reflects the learning rate's
+    ramp, not where a run ends. Measured here: with warm-start sweep runs as the
+    reference and pruning from epoch 1, all 20 trials of a 10-epoch study were
+    pruned, most after epoch 1 or 2.
+    """
     if multi_objective or kind == "none":
         return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective trials
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if kind == "median":
-            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+            return optuna.pruners.MedianPruner(n_startup_trials=5,
+                                               n_warmup_steps=max(1, epochs // 3))
         if kind == "successive_halving":
             return optuna.pruners.SuccessiveHalvingPruner()
         if kind == "hyperband":
