@@ -40,6 +40,8 @@ rule final_summary:
         summary=str(_final.summary_path(STUDY)),
         model=str(_final.model_path(STUDY)),
         config=str(_final.config_path(STUDY)),
+        program=str(_final.program_path(STUDY)),
+        card=str(_final.model_card_path(STUDY)),
     log:
         str(PATHS.logs / "final" / "summary.log"),
     script:
