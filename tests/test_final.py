@@ -99,3 +99,25 @@ def test_without_optuna_the_best_sweep_configuration_is_retrained(tmp_path):
     assert best["val_acc"] == pytest.approx(0.8) and len(best["run_ids"]) == 2
     spec = final.final_spec(study, 5)
     assert spec.config["train"]["lr"] == 0.03 and spec.config["train"]["epochs"] == 1
+
+
+def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path):
+    study = make_study(tmp_path, final={"seeds": [0, 1], "epochs": 3, "train_on_val": True})
+    _write_best(study, {"train.lr": 0.02, "model.width": 8, "train.epochs": 1})
+    data = load_prepared(study.paths.prepared)
+    for seed in (0, 1):
+        m = final.run_final_seed(study, seed, threads=1, progress=False)
+        assert m["kept_epoch"] == "last" and m["best_epoch"] == 3
+        assert m["samples_per_s"] and m["global_steps"] == 3 * -(-(len(data.y_train)
+                                                                  + len(data.y_val)) // 32)
+        assert m["provenance"]["data_checksum"] != data.checksum
+    summary = final.write_final_summary(study)
+    assert summary["trained_on"] == "train+val" and summary["val_acc_mean"] is None
+    assert summary["exported_seed"] == 0
+    assert all(r["best_val_acc"] is None for r in summary["per_seed"])
+    card = json.loads(final.model_card_path(study).read_text())
+    assert card["trained_on"] == "train+val" and card["val_accuracy_of_exported_seed"] is None
+    # the same seed without train_on_val is another run: never mistaken for this one
+    plain = make_study(tmp_path, final={"seeds": [0], "epochs": 3})
+    m = final.run_final_seed(plain, 0, threads=1, progress=False)
+    assert m["kept_epoch"] == "best" and m["provenance"]["data_checksum"] == data.checksum

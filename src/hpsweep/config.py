@@ -250,6 +250,9 @@ class FinalConfig(_Strict):
     seeds: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=lambda: [0, 1, 2], min_length=1)
     epochs: int = Field(0, ge=0)  # 0 = the tuned config's epochs
+    # Train on train + validation (more data for the shipped model); then the last
+    # epoch is kept and validation accuracy is not reported (it is no holdout).
+    train_on_val: bool = False
 
 
 class ReportConfig(_Strict):

@@ -13,7 +13,10 @@ The best configuration is Optuna's (results/optuna/<study>/best_params.json) whe
 ``optuna.enabled``, else the sweep/grid/config with the highest mean validation
 accuracy. ``final.epochs`` > 0 replaces its epochs. The test split is touched
 only here; the exported model is the seed with the best *validation* accuracy
-(choosing by test accuracy would leak the test set into the choice).
+(choosing by test accuracy would leak the test set into the choice). With
+``final.train_on_val`` the seeds also train on the validation split and keep
+their last epoch; then no validation accuracy is reported and the first seed is
+exported.
 """
 
 from __future__ import annotations
@@ -158,8 +161,26 @@ def run_final_seed(study: Study, seed: int, *, threads: int | None = None,
         "code_version": code_version(), "chosen_by": best, **spec.config},
         indent=2, sort_keys=True, default=str))
     log.info("final seed %d: %s", seed, final_overrides(study, best))
-    return train_run(spec.config, load_prepared(study.paths.prepared), out, seed=seed,
-                     evaluate_test=True, threads=threads, progress=progress)
+    data = load_prepared(study.paths.prepared)
+    on_val = study.params.final.train_on_val
+    if on_val:
+        data = with_val_in_train(data)
+        log.info("final seed %d: training on train + validation (%d images), keeping the "
+                 "last epoch", seed, len(data.y_train))
+    return train_run(spec.config, data, out, seed=seed, evaluate_test=True, threads=threads,
+                     progress=progress, keep="last" if on_val else "best")
+
+
+def with_val_in_train(data):
+    """The prepared data with the validation split appended to the training split (the
+    validation split stays for the trainer's per-epoch curve, no longer a holdout)."""
+    from .data.prepared import PreparedData, tensor_checksum
+
+    t = {"x_train": torch.cat([data.x_train, data.x_val]),
+         "y_train": torch.cat([data.y_train, data.y_val]),
+         "x_val": data.x_val, "y_val": data.y_val, "x_test": data.x_test, "y_test": data.y_test}
+    return PreparedData(**t, classes=data.classes, dataset=data.dataset,
+                        checksum=tensor_checksum(t))
 
 
 # -- statistics and summary ---------------------------------------------------------------------
@@ -185,6 +206,7 @@ def write_final_summary(study: Study) -> dict[str, Any]:
     """summary.json (also DVC metrics), model.pt and config.json from the seeds' runs."""
     best = best_choice(study)
     seeds = list(study.params.final.seeds)
+    on_val = study.params.final.train_on_val
     per_seed = []
     config = None
     for seed in seeds:
@@ -202,7 +224,8 @@ def write_final_summary(study: Study) -> dict[str, Any]:
                                f"(status {metrics.get('status')})")
         per_seed.append({"seed": seed, "run_id": spec.run_id, "status": metrics["status"],
                          "test_acc": metrics["test_acc"], "test_loss": metrics.get("test_loss"),
-                         "best_val_acc": metrics.get("best_val_acc"),
+                         # trained on with train_on_val: no holdout accuracy then
+                         "best_val_acc": None if on_val else metrics.get("best_val_acc"),
                          "best_epoch": metrics.get("best_epoch"),
                          "epochs_run": metrics.get("epochs_run"),
                          "total_time_s": metrics.get("total_time_s"),
@@ -210,8 +233,11 @@ def write_final_summary(study: Study) -> dict[str, Any]:
     test = mean_ci95([r["test_acc"] for r in per_seed])
     vals = [r["best_val_acc"] for r in per_seed if r["best_val_acc"] is not None]
     val = mean_ci95(vals) if vals else {"mean": None, "half": None}
-    export = max(per_seed, key=lambda r: r["best_val_acc"] if r["best_val_acc"] is not None
-                 else -1.0)
+    if on_val:  # validation accuracy was trained on: it cannot choose; ship the first seed
+        export = per_seed[0]
+    else:
+        export = max(per_seed, key=lambda r: r["best_val_acc"]
+                     if r["best_val_acc"] is not None else -1.0)
     summary = {
         "test_acc_mean": test["mean"], "test_acc_std": test["std"],
         # half-width of the 95 % t interval: report as mean ± test_acc_ci95
@@ -219,6 +245,7 @@ def write_final_summary(study: Study) -> dict[str, Any]:
         "test_acc_ci95_high": test["high"],
         "val_acc_mean": val["mean"], "val_acc_ci95": val["half"],
         "n_seeds": len(per_seed), "n_params": per_seed[0]["n_params"],
+        "trained_on": "train+val" if on_val else "train",
         "tuned_val_acc": best.get("val_acc"), "exported_seed": export["seed"],
         "per_seed": per_seed,
         "best": best, "overrides": final_overrides(study, best),
@@ -265,7 +292,9 @@ def _export_model(study: Study, row: dict[str, Any], config: dict[str, Any],
                                        for r in summary["per_seed"]},
                           "exported_seed": row["seed"],
                           "exported_seed_test_acc": row["test_acc"]},
-        "val_accuracy_of_exported_seed": row["best_val_acc"],
+        "trained_on": summary["trained_on"],
+        "val_accuracy_of_exported_seed": None if summary["trained_on"] == "train+val"
+        else row["best_val_acc"],
         "chosen_by": summary["best"].get("source"), "config": config,
         "code_version": code_version(), "torch": prov.get("torch"),
         "files": {"state_dict": model_path(study).name, "program": program_path(study).name},

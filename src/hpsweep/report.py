@@ -537,6 +537,10 @@ def _final(doc: _Doc, study: Study) -> dict | None:
             f"{', '.join(map(str, study.params.final.seeds))} and evaluated once on the "
             f"held-out test split: **{mean_ci_text(final.get('test_acc_mean'), final.get('test_acc_ci95'))}** "  # noqa: E501
             "(mean ± 95 % CI).")
+    if final.get("trained_on") == "train+val":
+        doc.add("The final seeds trained on the training *and* validation splits "
+                "(`final.train_on_val`) and keep their last epoch; their validation "
+                "accuracy is no holdout and is not reported.")
     seeds = _per_seed(final)
     if seeds:
         extra = [k for k in ("val_acc", "best_val_acc", "test_loss", "epochs_run",

@@ -174,7 +174,8 @@ def _completed_metrics(path: Path, identity: dict[str, Any], evaluate_test: bool
         same = (canonical_json(prov["run_config"]) == identity["run_cfg"]
                 and metrics["seed"] == identity["seed"]
                 and prov["data_checksum"] == identity["data_checksum"]
-                and prov["code_version"] == identity["code_version"])
+                and prov["code_version"] == identity["code_version"]
+                and metrics.get("kept_epoch", "best") == identity.get("keep", "best"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not same or (evaluate_test and metrics.get("test_acc") is None):
@@ -185,7 +186,7 @@ def _completed_metrics(path: Path, identity: dict[str, Any], evaluate_test: bool
 def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, seed: int,
               evaluate_test: bool = False, threads: int | None = None,
               on_epoch: Callable[[int, float], None] | None = None, progress: bool = True,
-              max_epochs_this_call: int | None = None) -> dict[str, Any]:
+              max_epochs_this_call: int | None = None, keep: str = "best") -> dict[str, Any]:
     """Train ``run_cfg`` (a resolved run config: data/model/train/device) on ``data``.
 
     Writes into ``out_dir``: tb/ (TensorBoard events), best.pt, last.pt (resumable),
@@ -195,6 +196,10 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
     non-finite training loss, or one above DIVERGE_FACTOR x ln(num_classes)) ends the run
     at once with status "diverged"; neither raises. ``train.early_stopping_patience``
     epochs without a strictly higher val accuracy end it with "early_stopped".
+
+    ``keep`` = "best" keeps (best.pt, test evaluation) the epoch with the highest
+    validation accuracy; "last" keeps the last epoch, for a final model trained on the
+    validation split too (there, validation accuracy is no holdout and must not choose).
 
     ``max_epochs_this_call`` trains at most that many epochs in this call and returns
     ``{"status": "incomplete", ...}`` without writing metrics.json, as if the process had
@@ -210,8 +215,12 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
     device = resolve_device(run_cfg.get("device", "auto"))
     bf16 = bf16_enabled(t.bf16, device)
     conv = is_conv(mcfg)
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
     identity = {"run_cfg": canonical_json(run_cfg), "seed": int(seed),
                 "data_checksum": data.checksum, "code_version": code_version()}
+    if keep == "last":
+        identity["keep"] = "last"
     done = _completed_metrics(out_dir / "metrics.json", identity, evaluate_test)
     if done is not None:  # a completed run is never redone
         log.info("%s: already complete (%s); nothing to train", out_dir, done["status"])
@@ -282,7 +291,7 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
                 break
             # Best = first epoch with the highest val accuracy (strictly better wins), the
             # same notion early stopping counts from.
-            if val_acc > state.best_val_acc:
+            if val_acc > state.best_val_acc or keep == "last":
                 state.best_val_acc, state.best_val_loss, state.best_epoch = val_acc, val_loss, epoch
                 state.best_conf = conf.tolist()
                 best_model = _cpu_state(model)
@@ -357,6 +366,7 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
         "final_val_loss": hist[-1]["val_loss"] if hist else None,
         **test,
         "evaluated_split": "test" if evaluate_test else "val",
+        "kept_epoch": keep,
         "epochs_run": state.epoch,
         "epochs_planned": t.epochs,
         "epoch_time_s": sum(r["epoch_s"] for r in hist) / len(hist) if hist else None,
