@@ -217,6 +217,30 @@ def test_pruned_trials_count_as_finished_and_stop_training(tmp_path, monkeypatch
         assert metrics["status"] == "pruned" and metrics["epochs_run"] == 1
 
 
+def test_a_trial_failed_as_stale_while_training_is_dropped_not_fatal(tmp_path, monkeypatch):
+    # An overloaded worker misses its heartbeats; another worker fails its trial as
+    # stale meanwhile. Telling that trial's result must not crash this worker.
+    import hpsweep.tune as tune
+
+    study = make_study(tmp_path, optuna={"n_trials": 2, "n_workers": 1})
+    real = tune._train
+    failed: list[int] = []
+
+    def train_then_lose_the_trial(*args, **kwargs):
+        metrics = real(*args, **kwargs)
+        if not failed:
+            ostudy = Tuner(study).load()
+            running = [t for t in ostudy.trials if t.state == TrialState.RUNNING]
+            ostudy._storage.set_trial_state_values(running[0]._trial_id, TrialState.FAIL)
+            failed.append(running[0].number)
+        return metrics
+
+    monkeypatch.setattr(tune, "_train", train_then_lose_the_trial)
+    info = run_worker(study, 0, threads=1)
+    assert failed and failed[0] not in info["trials_run"]
+    assert info["counts"]["finished"] == 2 and len(info["trials_run"]) == 2
+
+
 def test_invalid_combinations_fail_and_do_not_count(tmp_path):
     # each value is valid alone (params validation probes them one at a time);
     # adam + nesterov together is not
@@ -307,7 +331,9 @@ def sqlite_study(tmp_path_factory):
     study = make_study(tmp_path_factory.mktemp("sqlite"),
                        optuna={"n_trials": 9, "n_workers": 4})
     setup_study(study)
-    procs = [start_worker(study, i, worker_env()) for i in range(4)]
+    # A long grace: under load a busy worker's heartbeat can lag; retry is tested elsewhere.
+    env = worker_env(HPSWEEP_OPTUNA_GRACE_S="60")
+    procs = [start_worker(study, i, env) for i in range(4)]
     wait_all(procs)
     return study
 
@@ -344,7 +370,7 @@ def test_four_workers_on_postgres(tmp_path, postgres_url):  # noqa: F811
     # The URL comes from the environment, as credentials would.
     study = make_study(tmp_path, optuna={"n_trials": 7, "n_workers": 4,
                                          "storage": "${HPSWEEP_TEST_PG}"})
-    env = worker_env(HPSWEEP_TEST_PG=postgres_url)
+    env = worker_env(HPSWEEP_TEST_PG=postgres_url, HPSWEEP_OPTUNA_GRACE_S="60")
     os.environ["HPSWEEP_TEST_PG"] = postgres_url
     try:
         assert Tuner(study).url.startswith("postgresql+psycopg2://")

@@ -476,7 +476,18 @@ def run_worker(study: Study, worker_index: int, *, threads: int | None = None,
             time.sleep(poll_s)
             continue
         waited = False
-        ostudy.optimize(objective, n_trials=1, catch=(_Surplus, _Invalid), gc_after_trial=False)
+        try:
+            ostudy.optimize(objective, n_trials=1, catch=(_Surplus, _Invalid),
+                            gc_after_trial=False)
+        except ValueError as e:
+            if "Cannot tell a FAIL trial" not in str(e):
+                raise
+            # This worker missed heartbeats (an overloaded machine) and another worker
+            # failed its trial as stale and re-queued it; the retry counts, not this one.
+            log.warning("worker %d: trial %s was failed as stale while it trained here "
+                        "(heartbeats missed) and re-queued; this result is dropped",
+                        worker_index, objective.last_number)
+            continue
         if objective.last_surplus:
             time.sleep(poll_s)
         elif objective.last_invalid:
