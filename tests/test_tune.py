@@ -439,10 +439,11 @@ def test_killed_worker_trial_is_retried_and_resumed(tmp_path):
 # -- the Snakemake rules ------------------------------------------------------------------------
 
 SNAKEFILE = """
-from hpsweep.workflow import load_study_or_exit
+from hpsweep.workflow import load_study_or_exit, training_job_threads
 
 STUDY = load_study_or_exit(config.get("params", "params.toml"))
 PATHS = STUDY.paths
+TRAIN_JOB_THREADS = training_job_threads(workflow)
 
 include: "{rules}/data.smk"
 include: "{rules}/train.smk"
