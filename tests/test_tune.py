@@ -19,7 +19,9 @@ from hpsweep.config import ParamsError, parse_params
 from hpsweep.data.prepared import load_prepared
 from hpsweep.space import make_run
 from hpsweep.tune import (
+    Objective,
     Tuner,
+    _Surplus,
     admitted,
     collect,
     run_worker,
@@ -184,6 +186,18 @@ def test_admission_never_overshoots_racing_claims():
     s.tell(e, 0.7)
     assert trial_counts(s)["finished"] == 3
 
+
+
+def test_a_surplus_claim_still_records_its_worker(tmp_path):
+    # Racing workers can claim a trial past n_trials; that claim is failed, and its worker
+    # attr must still say who claimed it (a 4-worker CI run once found it missing).
+    tuner = Tuner(make_study(tmp_path, optuna={"n_trials": 1}))
+    s = optuna.create_study(direction="maximize")
+    s.tell(s.ask(), 0.5)
+    late = s.ask()
+    with pytest.raises(_Surplus):
+        Objective(tuner, data=None, worker=3)(late)
+    assert s.trials[late.number].user_attrs == {"worker": 3, "surplus": True}
 
 def test_stratified_folds_partition_and_balance():
     import torch

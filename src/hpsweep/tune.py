@@ -332,6 +332,8 @@ class Objective:
 
         tuner, params = self.tuner, self.tuner.params
         self.last_number, self.last_surplus, self.last_invalid = trial.number, False, False
+        # First, so every trial this worker asked for says so, surplus and invalid ones too.
+        trial.set_user_attr("worker", self.worker)
         if not admitted(trial.study, trial.number, params.optuna.n_trials):
             self.last_surplus = True
             trial.set_user_attr("surplus", True)
@@ -351,7 +353,6 @@ class Objective:
         trial.set_user_attr("run_dir", rel)
         trial.set_user_attr("overrides", overrides)
         trial.set_user_attr("run_id", spec.run_id)
-        trial.set_user_attr("worker", self.worker)
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.json", json.dumps({
             "optuna_study": tuner.name, "trial": trial.number, "overrides": overrides,
