@@ -1,8 +1,11 @@
-"""Thread reservation of training jobs (hpsweep.workflow)."""
+"""Thread reservation of training jobs (hpsweep.workflow); the DAG passes Snakemake's linter."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
+from studyfixtures import BIN, ROOT
 
 from hpsweep.workflow import TRAIN_THREADS, torch_threads, training_threads_for
 
@@ -28,3 +31,20 @@ def test_normal_case_and_remote_executors_keep_two_threads():
 def test_cores_above_cpus_run_one_job_at_a_time_on_a_small_machine():
     assert training_threads_for(4, local=True, cpus=2) == 4  # `--cores 4` on 2 CPUs
     assert torch_threads(4, cpus=2) == 2
+
+
+def test_snakemake_lint_is_clean():
+    lint = subprocess.run([str(BIN / "snakemake"), "--lint"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    out = lint.stdout + lint.stderr
+    assert lint.returncode == 0 and "Lints for" not in out, out
+    assert "good condition" in out, out
+
+
+def test_conda_post_deploy_refuses_to_run_outside_the_project(tmp_path):
+    # Snakemake runs it inside a new conda env from the working directory; elsewhere it
+    # must stop with one clear line rather than pip-install whatever is there.
+    script = ROOT / "workflow" / "envs" / "hpsweep.post-deploy.sh"
+    run = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.strip().endswith("run snakemake from the project root"), run.stderr

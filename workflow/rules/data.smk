@@ -11,5 +11,7 @@ rule prepare_data:
         manifest=str(PATHS.manifest),
     log:
         str(PATHS.logs / "prepare_data.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/prepare_data.py"

@@ -18,5 +18,7 @@ rule extract_run:
         str(PATHS.logs / "extract" / "{run}.log"),
     wildcard_constraints:
         run="[0-9a-f]{12}",
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/extract_run.py"

@@ -26,6 +26,8 @@ rule final_run:
     threads: TRAIN_JOB_THREADS
     resources:
         gpu=1 if STUDY.uses_gpu else 0,
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/final_run.py"
 
@@ -44,5 +46,7 @@ rule final_summary:
         card=str(_final.model_card_path(STUDY)),
     log:
         str(PATHS.logs / "final" / "summary.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/final_summary.py"

@@ -34,6 +34,8 @@ rule optuna_setup:
         warm_start=STUDY.params.optuna.warm_start,
     log:
         str(PATHS.logs / "optuna" / "setup.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/optuna_setup.py"
 
@@ -57,6 +59,8 @@ rule optuna_worker:
     threads: TRAIN_JOB_THREADS
     resources:
         gpu=1 if STUDY.uses_gpu else 0,
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/optuna_worker.py"
 
@@ -73,5 +77,7 @@ rule optuna_collect:
         figures=[str(p) for p in TUNER.figure_paths()],
     log:
         str(PATHS.logs / "optuna" / "collect.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/optuna_collect.py"

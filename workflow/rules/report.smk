@@ -22,6 +22,8 @@ rule plots:
         [report(str(p), category="Figures") for p in figure_paths(STUDY).values()],
     log:
         str(PATHS.logs / "plots.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/plots.py"
 
@@ -36,5 +38,7 @@ rule report:
         report=report(str(report_path(STUDY)), category="Report"),
     log:
         str(PATHS.logs / "report.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/report.py"

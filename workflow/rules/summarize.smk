@@ -13,5 +13,7 @@ rule summarize:
         summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
     log:
         str(PATHS.logs / "summarize.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/summarize.py"

@@ -18,5 +18,7 @@ rule summary_tables:
         [str(p) for p in table_outputs(STUDY).values()],
     log:
         str(PATHS.logs / "summary_tables.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/summary_tables.py"

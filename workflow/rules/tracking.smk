@@ -23,5 +23,7 @@ rule mlflow_export:
         uri=_tracking.tracking_uri(STUDY),
     log:
         str(PATHS.logs / "mlflow_export.log"),
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/mlflow_export.py"

@@ -17,5 +17,7 @@ rule train_run:
     threads: TRAIN_JOB_THREADS
     resources:
         gpu=1 if STUDY.uses_gpu else 0,
+    conda:
+        "../envs/hpsweep.yaml"
     script:
         "../scripts/train_run.py"
