@@ -122,3 +122,21 @@ def test_prepare_rejects_a_raw_file_changed_after_fetch(tmp_path, toy_idx):
     with pytest.raises(DataError):
         prepare(cfg(), raw, tmp_path / "p.pt", progress=False)
     assert not (tmp_path / "p.pt").exists()
+
+
+def test_derived_data_gets_its_own_checksum_and_keeps_the_rest():
+    from hpsweep.data.prepared import PreparedData
+
+    g = torch.Generator().manual_seed(0)
+    t = {}
+    for split, n in (("train", 20), ("val", 6), ("test", 4)):
+        t[f"x_{split}"] = torch.randint(0, 256, (n, 1, 4, 4), generator=g, dtype=torch.uint8)
+        t[f"y_{split}"] = torch.randint(0, 3, (n,), generator=g)
+    data = PreparedData.from_tensors(t, ["a", "b", "c"], "toy")
+    assert data.checksum == PreparedData.from_tensors(dict(t), ["a", "b", "c"], "toy").checksum
+    half = data.derive(x_train=data.x_train[:10], y_train=data.y_train[:10])
+    assert half.checksum != data.checksum and len(half.y_train) == 10
+    assert half.x_val is data.x_val and half.classes == data.classes and half.dataset == "toy"
+    assert data.derive().checksum == data.checksum
+    with pytest.raises(TypeError, match="x_trian"):
+        data.derive(x_trian=data.x_train)

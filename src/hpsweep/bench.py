@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from hpsweep.config import Params, resolve_run
-from hpsweep.data.prepared import PreparedData, load_prepared, tensor_checksum
+from hpsweep.data.prepared import PreparedData, load_prepared
 from hpsweep.models import build_model
 from hpsweep.paths import StudyPaths
 from hpsweep.train import Pruned, train_run
@@ -64,16 +64,13 @@ def synthetic(n_train: int, n_val: int) -> PreparedData:
     for split, n in (("train", n_train), ("val", n_val), ("test", 16)):
         t[f"x_{split}"] = torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
         t[f"y_{split}"] = torch.randint(0, 10, (n,), generator=g)
-    return PreparedData(**t, classes=[str(i) for i in range(10)], dataset="synthetic",
-                        checksum=tensor_checksum(t))
+    return PreparedData.from_tensors(t, [str(i) for i in range(10)], "synthetic")
 
 
 def subset(data: PreparedData, n_train: int, n_val: int) -> PreparedData:
-    t = {"x_train": data.x_train[:n_train], "y_train": data.y_train[:n_train],
-         "x_val": data.x_val[:n_val], "y_val": data.y_val[:n_val],
-         "x_test": data.x_test[:16], "y_test": data.y_test[:16]}
-    return PreparedData(**t, classes=data.classes, dataset=data.dataset,
-                        checksum=tensor_checksum(t))
+    return data.derive(x_train=data.x_train[:n_train], y_train=data.y_train[:n_train],
+                       x_val=data.x_val[:n_val], y_val=data.y_val[:n_val],
+                       x_test=data.x_test[:16], y_test=data.y_test[:16])
 
 
 def run_config(model: dict, batch: int, bf16: bool, epochs: int) -> dict:

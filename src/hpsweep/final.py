@@ -174,13 +174,8 @@ def run_final_seed(study: Study, seed: int, *, threads: int | None = None,
 def with_val_in_train(data):
     """The prepared data with the validation split appended to the training split (the
     validation split stays for the trainer's per-epoch curve, no longer a holdout)."""
-    from .data.prepared import PreparedData, tensor_checksum
-
-    t = {"x_train": torch.cat([data.x_train, data.x_val]),
-         "y_train": torch.cat([data.y_train, data.y_val]),
-         "x_val": data.x_val, "y_val": data.y_val, "x_test": data.x_test, "y_test": data.y_test}
-    return PreparedData(**t, classes=data.classes, dataset=data.dataset,
-                        checksum=tensor_checksum(t))
+    return data.derive(x_train=torch.cat([data.x_train, data.x_val]),
+                       y_train=torch.cat([data.y_train, data.y_val]))
 
 
 # -- statistics and summary ---------------------------------------------------------------------

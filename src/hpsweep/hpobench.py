@@ -47,7 +47,7 @@ from tqdm import tqdm
 
 from .config import Params, resolve_run
 from .data.prepare import stratified_subset
-from .data.prepared import PreparedData, load_prepared, tensor_checksum
+from .data.prepared import PreparedData, load_prepared
 from .paths import StudyPaths
 from .train import train_run
 from .tuning.algorithms import make_pruner, make_sampler
@@ -216,11 +216,8 @@ def print_table(head: dict[str, Any], rows: list[dict[str, Any]], tolerance: flo
 
 def subset_data(data: PreparedData, n: int, seed: int = 0) -> PreparedData:
     idx = torch.from_numpy(stratified_subset(data.y_train.numpy(), n, seed))
-    t = {"x_train": data.x_train[idx], "y_train": data.y_train[idx],
-         "x_val": data.x_val, "y_val": data.y_val, "x_test": data.x_test[:1],
-         "y_test": data.y_test[:1]}
-    return PreparedData(**t, classes=data.classes, dataset=data.dataset,
-                        checksum=tensor_checksum(t))
+    return data.derive(x_train=data.x_train[idx], y_train=data.y_train[idx],
+                       x_test=data.x_test[:1], y_test=data.y_test[:1])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,22 @@ class PreparedData:
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
 
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], classes: list[str],
+                     dataset: str) -> PreparedData:
+        """In-memory data (synthetic, a subset, a merge), identified by its own checksum
+        so runs trained on it never pass for runs on the prepared file."""
+        return cls(**tensors, classes=list(classes), dataset=dataset,
+                   checksum=tensor_checksum(tensors))
+
+    def derive(self, **splits: torch.Tensor) -> PreparedData:
+        """This data with some split tensors replaced (``x_train=...``), checksum redone."""
+        tensors = {f"{xy}_{s}": getattr(self, f"{xy}_{s}") for s in SPLITS for xy in "xy"}
+        unknown = set(splits) - set(tensors)
+        if unknown:
+            raise TypeError(f"derive(): not split tensors: {sorted(unknown)}")
+        return PreparedData.from_tensors({**tensors, **splits}, self.classes, self.dataset)
+
 
 def tensor_checksum(tensors: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
