@@ -74,6 +74,16 @@ def test_missing_mlflow_is_a_clear_error(tmp_path, monkeypatch):
     assert not export_marker(study).exists()
 
 
+def test_tracking_off_logs_nothing_and_needs_no_mlflow(tmp_path, monkeypatch):
+    # `dvc repro` runs the tracking stage whatever params.toml says.
+    study = make_study(tmp_path, sweeps={"lr": {"param": "train.lr", "values": [0.01]}})
+    assert study.params.tracking.mlflow is False
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
+    assert export_study(study) == {"mlflow": False, "logged": [], "already_there": []}
+    assert json.loads(export_marker(study).read_text())["mlflow"] is False
+    assert not (export_marker(study).parent / "mlflow.db").exists()
+
+
 def test_training_never_imports_mlflow(tmp_path):
     import subprocess
 

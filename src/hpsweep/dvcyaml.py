@@ -35,10 +35,13 @@ class Stage:
     outs: list[str] = field(default_factory=list)
     persist: list[str] = field(default_factory=list)
     before: str = ""
+    # Rerun the target whenever DVC runs the stage (for an idempotent, incremental job).
+    forcerun: bool = False
 
     def to_dict(self) -> dict:
         allowed = " ".join(self.rules)
-        cmd = f"{SNAKEMAKE} --allowed-rules {allowed} -- {self.target}"
+        force = f" --forcerun {self.target}" if self.forcerun else ""
+        cmd = f"{SNAKEMAKE}{force} --allowed-rules {allowed} -- {self.target}"
         if self.before:
             cmd = f"{self.before} && {cmd}"
         rule_files = sorted({f"workflow/rules/{RULE_FILES[r]}.smk" for r in self.rules})
@@ -59,6 +62,7 @@ RULE_FILES = {
     "extract_run": "extract", "summary_tables": "summary_tables",
     "optuna_setup": "optuna", "optuna_worker": "optuna", "optuna_collect": "optuna",
     "final_run": "final", "final_summary": "final", "plots": "report", "report": "report",
+    "mlflow_export": "tracking",
 }
 RULE_SCRIPTS = {
     "prepare_data": ["prepare_data"], "train_run": ["train_run"], "summarize": ["summarize"],
@@ -66,6 +70,7 @@ RULE_SCRIPTS = {
     "optuna_setup": ["optuna_setup"], "optuna_worker": ["optuna_worker"],
     "optuna_collect": ["optuna_collect"], "final_run": ["final_run"],
     "final_summary": ["final_summary"], "plots": ["plots"], "report": ["report"],
+    "mlflow_export": ["mlflow_export"],
 }
 
 STAGES = [
@@ -119,6 +124,18 @@ STAGES = [
         deps=["results/summary", "results/optuna", "results/final",
               "src/hpsweep/plots.py", "src/hpsweep/report.py"],
         outs=["reports"],
+    ),
+    Stage(
+        name="tracking",
+        desc="MLflow export when tracking.mlflow = true (logs only what MLflow lacks).",
+        rules=["mlflow_export"], target="mlflow_export",
+        params=["tracking", "study.name"],
+        deps=["results/summary", "results/final", "reports", "src/hpsweep/tracking.py"],
+        # The job is idempotent (runs are tagged by signature), so DVC may always force it;
+        # a changed tracking section must reach it although Snakemake ignores params.
+        forcerun=True,
+        # The MLflow store (when local) grows run by run, like results/optuna.
+        persist=["results/mlflow"],
     ),
 ]
 

@@ -161,10 +161,18 @@ def _log_one(client, Metric, Param, exp_id: str, run: dict[str, Any],  # noqa: N
 
 
 def export_study(study: Study) -> dict[str, Any]:
-    """Log the study's finished runs that MLflow does not have yet; write the marker."""
+    """Log the study's finished runs that MLflow does not have yet; write the marker.
+
+    With tracking.mlflow = false it logs nothing and never imports mlflow: `dvc repro`
+    runs this stage whatever params.toml says (its command cannot depend on it)."""
     from .atomic import write_text
     from .plots import figure_paths
 
+    if not study.params.tracking.mlflow:
+        log.info("mlflow: tracking.mlflow = false in %s; nothing logged", study.params_path)
+        summary = {"mlflow": False, "logged": [], "already_there": []}
+        write_text(export_marker(study), json.dumps(summary, indent=2))
+        return summary
     _, MlflowClient, Metric, Param = _import_mlflow()  # noqa: N806
     uri = tracking_uri(study)
     if uri.startswith("sqlite:///"):
@@ -184,7 +192,7 @@ def export_study(study: Study) -> dict[str, Any]:
         seen.add(run["signature"])
         logged.append(run["run_id"])
         log.info("mlflow: logged %s (%s)", run["name"], run["dir"])
-    summary = {"tracking_uri": uri, "experiment": name, "experiment_id": exp_id,
+    summary = {"mlflow": True, "tracking_uri": uri, "experiment": name, "experiment_id": exp_id,
                "logged": logged, "already_there": skipped}
     write_text(export_marker(study), json.dumps(summary, indent=2))
     return summary
