@@ -117,7 +117,7 @@ def test_repro_then_nothing_to_do(project):
     run(project, "dvc", "repro")
     assert metrics(project)["plan_id"] == plan_id_of(project, workspace_params(project))
     # the tracking stage ran too, and with tracking.mlflow = false it logged nothing
-    exported = json.loads((project / "results/mlflow/exported.json").read_text())
+    exported = json.loads((project / "results/mlflow/tracking_off.json").read_text())
     assert exported["mlflow"] is False
     assert "up to date" in run(project, "dvc", "repro")
     assert_nothing_to_do(project)

@@ -81,6 +81,7 @@ def test_tracking_off_logs_nothing_and_needs_no_mlflow(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
     assert export_study(study) == {"mlflow": False, "logged": [], "already_there": []}
     assert json.loads(export_marker(study).read_text())["mlflow"] is False
+    assert export_marker(study).name != export_marker(tracked_study(tmp_path / "on", [0.01])).name
     assert not (export_marker(study).parent / "mlflow.db").exists()
 
 

@@ -51,8 +51,10 @@ def export_dir(study: Study) -> Path:
 
 
 def export_marker(study: Study) -> Path:
-    """Written last by export_study: which runs are in MLflow (the rule's output)."""
-    return export_dir(study) / "exported.json"
+    """Written last by export_study: which runs are in MLflow (the rule's output). Named
+    apart while tracking is off, so turning it on later finds no marker and exports."""
+    return export_dir(study) / ("exported.json" if study.params.tracking.mlflow
+                                else "tracking_off.json")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
