@@ -187,7 +187,6 @@ def test_admission_never_overshoots_racing_claims():
     assert trial_counts(s)["finished"] == 3
 
 
-
 def test_a_surplus_claim_still_records_its_worker(tmp_path):
     # Racing workers can claim a trial past n_trials; that claim is failed, and its worker
     # attr must still say who claimed it (a 4-worker CI run once found it missing).
@@ -198,6 +197,7 @@ def test_a_surplus_claim_still_records_its_worker(tmp_path):
     with pytest.raises(_Surplus):
         Objective(tuner, data=None, worker=3)(late)
     assert s.trials[late.number].user_attrs == {"worker": 3, "surplus": True}
+
 
 def test_stratified_folds_partition_and_balance():
     import torch
