@@ -6,6 +6,8 @@ localrules:
 
 
 rule prepare_data:
+    input:
+        stamp=PARAMS_STAMP("prepare_data"),
     output:
         prepared=str(PATHS.prepared),
         manifest=str(PATHS.manifest),

@@ -15,10 +15,9 @@ rule final_run:
     input:
         best=str(_final.best_input(STUDY)),
         manifest=str(PATHS.manifest),
+        stamp=PARAMS_STAMP("final_run"),
     output:
         metrics=str(_final.seed_dir(STUDY, "{seed}") / "metrics.json"),
-    params:
-        epochs=STUDY.params.final.epochs,
     log:
         str(PATHS.logs / "final" / "seed_{seed}.log"),
     wildcard_constraints:
@@ -38,6 +37,7 @@ rule final_summary:
             str(_final.seed_dir(STUDY, "{seed}") / "metrics.json"),
             seed=STUDY.params.final.seeds,
         ),
+        stamp=PARAMS_STAMP("final_summary"),
     output:
         summary=str(_final.summary_path(STUDY)),
         model=str(_final.model_path(STUDY)),

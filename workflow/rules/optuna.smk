@@ -27,11 +27,9 @@ rule optuna_setup:
         # Warm start reads the completed sweeps: the summary is made after all of them.
         summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
         manifest=str(PATHS.manifest),
+        stamp=PARAMS_STAMP("optuna_setup"),
     output:
         str(TUNER.setup_marker),
-    params:
-        storage=TUNER.storage_setting,
-        warm_start=STUDY.params.optuna.warm_start,
     log:
         str(PATHS.logs / "optuna" / "setup.log"),
     conda:
@@ -45,13 +43,11 @@ rule optuna_worker:
         setup=str(TUNER.setup_marker),
         summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
         manifest=str(PATHS.manifest),
+        # n_trials, sampler, pruner are not part of <key>: a change reruns (continues)
+        # the workers through this file.
+        stamp=PARAMS_STAMP("optuna_worker"),
     output:
         str(TUNER.worker_marker("{worker}")),
-    params:
-        # Rerun (continue the study) when these change; they are not part of <key>.
-        n_trials=STUDY.params.optuna.n_trials,
-        sampler=STUDY.params.optuna.sampler,
-        pruner=STUDY.params.optuna.pruner,
     log:
         str(PATHS.logs / "optuna" / "worker_{worker}.log"),
     wildcard_constraints:
@@ -71,6 +67,7 @@ rule optuna_collect:
             str(TUNER.worker_marker("{worker}")),
             worker=range(STUDY.params.optuna.n_workers),
         ),
+        stamp=PARAMS_STAMP("optuna_collect"),
     output:
         trials=str(TUNER.trials_csv),
         best=str(TUNER.best_params_path),

@@ -18,6 +18,7 @@ rule plots:
         scalars=scalars_files(STUDY),
         # The small manifest stands for the prepared data the sample grid is drawn from.
         manifest=str(PATHS.manifest),
+        stamp=PARAMS_STAMP("plots"),
     output:
         [report(str(p), category="Figures") for p in figure_paths(STUDY).values()],
     log:
@@ -34,6 +35,7 @@ rule report:
         # Optuna/final-retrain results, where a rule of this workflow makes them: the
         # report waits for them then, and says "not run" where they are not in the DAG.
         lambda wildcards: later_stage_inputs(STUDY, workflow.rules),
+        stamp=PARAMS_STAMP("report"),
     output:
         report=report(str(report_path(STUDY)), category="Report"),
     log:

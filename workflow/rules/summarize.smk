@@ -9,6 +9,7 @@ localrules:
 rule summarize:
     input:
         STUDY.run_metrics(),
+        stamp=PARAMS_STAMP("summarize"),
     output:
         summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
     log:

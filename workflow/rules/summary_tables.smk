@@ -14,6 +14,7 @@ rule summary_tables:
     input:
         summary=str(experiment_summary_path(STUDY)),
         results=results_files(STUDY),
+        stamp=PARAMS_STAMP("summary_tables"),
     output:
         [str(p) for p in table_outputs(STUDY).values()],
     log:

@@ -17,10 +17,9 @@ rule mlflow_export:
         runs=rules.summarize.output,
         figures=rules.plots.output,
         final=FINAL_OUTPUTS,
+        stamp=PARAMS_STAMP("mlflow_export"),
     output:
         marker=str(_tracking.export_marker(STUDY)),
-    params:
-        uri=_tracking.tracking_uri(STUDY),
     log:
         str(PATHS.logs / "mlflow_export.log"),
     conda:

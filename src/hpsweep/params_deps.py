@@ -1,0 +1,275 @@
+"""Which params keys each rule's outputs depend on: declared once, here.
+
+Snakemake (the rules' `params.json` inputs), dvc.yaml (each stage's `params:`),
+`hpsweep status` (what is stale) and the rerun property test all derive from
+RULES. A key is a dotted prefix of params.toml: "report.top_k" covers one leaf,
+"train" every train.* key, "sweeps" every sweep entry.
+
+How a change reaches the jobs. Training runs (train_run, extract_run) are
+content-addressed: a run directory is named by the signature of its config,
+seed, data and code, so a changed key gives new run directories and nothing
+else is needed. Every other rule takes one small file as input,
+
+    <results_dir>/params/<stage>/<rule>.json   the declared keys' values + their digest
+
+which the Snakefile rewrites, when the DAG is built, only if its content
+changed. Snakemake's mtime trigger then reruns the rule and everything after it.
+Why files and not `params:` with Snakemake's params trigger: that trigger
+compares with Snakemake's records in .snakemake/, which DVC neither versions nor
+restores. In a queued `dvc exp run` (a fresh temp workspace), after `dvc pull`
+on another machine, or after `dvc exp apply`, those records are missing or
+describe another version, and a changed key reran nothing. The stamp files lie
+inside each DVC stage's outputs, so DVC restores them with the outputs they
+describe, and a content check needs no history. A dry run (`snakemake -n`)
+never rewrites them: it points the rule at a scratch copy instead, so looking
+does not change what a later run does.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .atomic import write_text
+from .config import Params
+
+# Location keys: where outputs are written.
+_RES, _REP, _DATA = "study.results_dir", "study.reports_dir", "study.data_dir"
+
+# What a training run's signature covers (Params.run_base), plus the keys that choose
+# which runs the plan has. A change of any of them gives new run directories.
+RUN_CONFIG = ("data.dataset", "data.csv_path", "data.val_fraction", "data.split_seed",
+              "data.train_subset", "model", "train", "study.device")
+PLAN = ("study.seeds", "sweeps", "grids", "configs")
+# The Optuna study key (tune.Tuner.key): baseline, space, trial epochs and folds, the
+# trial seed (study.seeds[0]) and the objectives (nsga2 is multi-objective).
+OPTUNA_STUDY = (*RUN_CONFIG, "study.seeds", "study.name", "optuna.space", "optuna.epochs",
+                "optuna.cv_folds", "optuna.sampler", "optuna.storage", _RES)
+
+# Keys that change no output: where the dataset files are fetched from (their content
+# is checked against fixed checksums, so another mirror gives the same files).
+NO_EFFECT = {
+    "data.mirrors": "where the files come from; their content is checksum-verified",
+    "data.urls": "where the files come from; their content is checksum-verified",
+}
+
+
+@dataclass(frozen=True)
+class RuleParams:
+    """The params keys a rule's outputs (and its set of jobs) depend on."""
+
+    rule: str
+    stage: str  # the dvc.yaml stage that runs it; its stamp lies in that stage's outputs
+    keys: tuple[str, ...]
+    # False: content-addressed outputs (run directories named by signature), no stamp.
+    stamped: bool = True
+    reads: str = ""  # the library function that reads the keys
+
+
+def _keys(*groups) -> tuple[str, ...]:
+    out: list[str] = []
+    for g in groups:
+        for k in (g if isinstance(g, tuple) else (g,)):
+            if k not in out:
+                out.append(k)
+    return tuple(out)
+
+
+RULES: dict[str, RuleParams] = {r.rule: r for r in [
+    RuleParams("prepare_data", "data", _keys(
+        "data.dataset", "data.csv_path", "data.val_fraction", "data.split_seed",
+        "data.train_subset", _DATA, _RES), reads="data.prepare.prepare"),
+    RuleParams("train_run", "sweeps", _keys(RUN_CONFIG, PLAN, _RES), stamped=False,
+               reads="runner.train_planned_run (through the run signature)"),
+    RuleParams("extract_run", "sweeps", _keys(RUN_CONFIG, PLAN, _RES), stamped=False,
+               reads="tbextract.extract_run (one per run directory)"),
+    RuleParams("summarize", "sweeps", _keys(RUN_CONFIG, PLAN, _RES),
+               reads="summarize.write_experiment_summary"),
+    RuleParams("summary_tables", "sweeps", _keys(RUN_CONFIG, PLAN, "report.top_k", _RES),
+               reads="summarize.write_summary_tables (shortlist: report.top_k)"),
+    RuleParams("optuna_setup", "optuna", _keys(OPTUNA_STUDY, "optuna.warm_start"),
+               reads="tune.setup_study"),
+    RuleParams("optuna_worker", "optuna", _keys(
+        OPTUNA_STUDY, "optuna.warm_start", "optuna.n_trials", "optuna.n_workers",
+        "optuna.pruner", "optuna.seed"), reads="tune.run_worker"),
+    RuleParams("optuna_collect", "optuna", _keys(OPTUNA_STUDY, "optuna.n_workers"),
+               reads="tune.collect"),
+    RuleParams("final_run", "final", _keys(
+        RUN_CONFIG, "optuna.enabled", "final.seeds", "final.epochs", "final.train_on_val",
+        "study.name", _RES), reads="final.run_final_seed"),
+    RuleParams("final_summary", "final", _keys(
+        RUN_CONFIG, "optuna.enabled", "final.seeds", "final.epochs", "final.train_on_val",
+        "study.name", _RES), reads="final.write_final_summary"),
+    RuleParams("plots", "report", _keys(
+        RUN_CONFIG, PLAN, "report.top_k", "report.baselines", _RES, _REP),
+        reads="plots.make_figures"),
+    # The report describes the whole study: its setup, every stage's settings and results.
+    RuleParams("report", "report", _keys(
+        RUN_CONFIG, PLAN, "study.name", "optuna", "final", "report", _RES, _REP, _DATA),
+        reads="report.build_report"),
+    RuleParams("mlflow_export", "tracking", _keys(
+        "tracking", "study.name", "final.enabled", "final.seeds", _RES),
+        reads="tracking.export_study"),
+]}
+
+STAGES = ("data", "sweeps", "optuna", "final", "report", "tracking")
+
+
+def rules_of(stage: str) -> list[str]:
+    return [r.rule for r in RULES.values() if r.stage == stage]
+
+
+def covers(prefix: str, key: str) -> bool:
+    """'train' covers 'train.lr'; 'sweeps.lr' covers 'sweeps.lr.values'."""
+    return key == prefix or key.startswith(prefix + ".")
+
+
+def rules_reading(key: str) -> set[str]:
+    """Rules whose declared keys cover the leaf ``key`` (not their downstream rules)."""
+    return {r.rule for r in RULES.values() if any(covers(p, key) for p in r.keys)}
+
+
+def stage_params(stage: str) -> list[str]:
+    """The params.toml keys a DVC stage depends on: its rules' keys, with a section
+    listed once when the whole section is (dvc.yaml's `params:`)."""
+    keys: list[str] = []
+    for rule in rules_of(stage):
+        keys += [k for k in RULES[rule].keys if k not in keys]
+    return [k for k in keys if not any(covers(o, k) and o != k for o in keys)]
+
+
+# -- values and digests -------------------------------------------------------------------
+
+def value_at(params: Params, key: str) -> Any:
+    """The (JSON) value of a dotted key of the validated params; None if absent."""
+    node: Any = params.model_dump(mode="json")
+    for part in _split(key):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _split(key: str) -> list[str]:
+    """'optuna.space.train.lr.low' -> ['optuna', 'space', 'train.lr', 'low']: the
+    entries of space and configs are themselves dotted keys."""
+    parts = key.split(".")
+    if len(parts) > 3 and parts[:2] == ["optuna", "space"]:
+        return parts[:2] + [".".join(parts[2:4]), *parts[4:]]
+    if len(parts) > 2 and parts[0] == "configs":
+        return parts[:2] + [".".join(parts[2:])]
+    return parts
+
+
+def rule_inputs(params: Params, rule: str) -> dict[str, Any]:
+    """The declared keys of ``rule`` and their current values."""
+    return {k: value_at(params, k) for k in RULES[rule].keys}
+
+
+def digest(values: dict[str, Any]) -> str:
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def stamp_path(results_dir: Path, rule: str) -> Path:
+    r = RULES[rule]
+    return Path(results_dir) / "params" / r.stage / f"{rule}.json"
+
+
+def stamp_text(params: Params, rule: str) -> str:
+    values = rule_inputs(params, rule)
+    return json.dumps({"rule": rule, "digest": digest(values), "params": values},
+                      indent=2, sort_keys=True, default=str) + "\n"
+
+
+def recorded_digest(path: Path) -> str | None:
+    try:
+        return json.loads(Path(path).read_text())["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_stamps(params: Params, results_dir: Path, *, dryrun: bool = False) -> dict[str, str]:
+    """rule -> the stamp file its jobs take as input (see the module docstring).
+
+    A stamp is rewritten only when its content changed, so its modification time
+    is the time the declared keys last changed. In a dry run a changed stamp is
+    written to a scratch directory instead and that path returned: Snakemake then
+    shows the rule as due, and the real stamp is untouched.
+    """
+    out: dict[str, str] = {}
+    scratch: Path | None = None
+    for rule, decl in RULES.items():
+        if not decl.stamped:
+            continue
+        path = stamp_path(results_dir, rule)
+        text = stamp_text(params, rule)
+        current = path.read_text() if path.is_file() else None
+        if current != text:
+            if dryrun:
+                if scratch is None:
+                    scratch = Path(tempfile.mkdtemp(prefix=f"hpsweep-dryrun-{os.getpid()}-"))
+                    atexit.register(shutil.rmtree, scratch, True)
+                path = scratch / f"{rule}.json"
+            write_text(path, text)
+        out[rule] = str(path)
+    return out
+
+
+class SnakemakeStamps:
+    """The rules' stamp inputs in a Snakefile: ``input: stamp=STAMPS("report")``.
+
+    Input functions, because Snakemake only knows whether it runs for real or as a
+    dry run (-n, --summary, --lint, ...) after the Snakefile is parsed, when it
+    builds the DAG. Only a real run (or --touch) rewrites a stamp.
+    """
+
+    def __init__(self, params: Params, results_dir: Path, workflow):
+        self._params, self._results_dir, self._workflow = params, results_dir, workflow
+        self._paths: dict[str, str] | None = None
+
+    def _real_run(self) -> bool:
+        plugin = self._workflow.executor_plugin
+        return plugin is not None and not plugin.common_settings.dryrun_exec
+
+    def __call__(self, rule: str):
+        def stamp(wildcards) -> str:
+            if self._paths is None:
+                self._paths = write_stamps(self._params, self._results_dir,
+                                           dryrun=not self._real_run())
+            return self._paths[rule]
+        return stamp
+
+
+def stale_rules(params: Params, results_dir: Path) -> dict[str, list[str]]:
+    """Rules whose stamp records other values than ``params`` -> the keys that changed
+    (rules not yet run, without a stamp, are not listed)."""
+    out: dict[str, list[str]] = {}
+    for rule, decl in RULES.items():
+        path = stamp_path(results_dir, rule)
+        if not decl.stamped or not path.is_file():
+            continue
+        try:
+            recorded = json.loads(path.read_text())["params"]
+        except (OSError, ValueError, KeyError):
+            out[rule] = ["(unreadable stamp)"]
+            continue
+        now = rule_inputs(params, rule)
+        changed = [k for k in now if json.dumps(now[k], sort_keys=True, default=str)
+                   != json.dumps(recorded.get(k), sort_keys=True, default=str)]
+        if changed:
+            out[rule] = changed
+    return out
+
+
+def study_digest(params: Params) -> str:
+    """Digest of every key any rule depends on: names the params a study's outputs
+    belong to (written into the metrics, the report and the final summary)."""
+    return digest({rule: rule_inputs(params, rule) for rule in RULES})
