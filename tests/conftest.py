@@ -65,3 +65,18 @@ def toy_idx(tmp_path, monkeypatch) -> ToyIdx:
                                classes=("a", "b", "c", "d"), files=tuple(files))
     monkeypatch.setitem(sources.DATASETS, spec.name, spec)
     return ToyIdx(spec.name, mirror, spec, gz, arrays)
+
+
+@pytest.fixture(scope="session")
+def quick_study(tmp_path_factory) -> Path:
+    """The shipped quick study (studies/quick.toml), finished once by the real snakemake
+    and shared by the end-to-end tests that only read it or dry-run it."""
+    import shutil
+
+    from studyfixtures import ROOT, snakemake
+
+    tmp = tmp_path_factory.mktemp("quick-study")
+    shutil.copy(ROOT / "studies/quick.toml", tmp / "params.toml")
+    res = snakemake(tmp)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return tmp

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import pandas as pd
 import pytest
-from studyfixtures import FMNIST_MIRROR, ROOT, shrunk_params, snakemake
+from studyfixtures import FMNIST_MIRROR, shrunk_params, snakemake
 
 from hpsweep.study import Study
 
@@ -19,12 +18,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("study")
-    shutil.copy(ROOT / "studies/quick.toml", tmp / "params.toml")
-    res = snakemake(tmp)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    return tmp
+def study_dir(quick_study):
+    return quick_study
 
 
 def test_study_runs_end_to_end(study_dir):

@@ -67,7 +67,11 @@ class RuleParams:
 
     rule: str
     stage: str  # the dvc.yaml stage that runs it; its stamp lies in that stage's outputs
+    # Keys its outputs depend on: a change reruns every job of the rule (its stamp).
     keys: tuple[str, ...]
+    # Keys that choose which jobs the rule has (its wildcards: runs, seeds, workers): a
+    # change adds or drops jobs and leaves the existing ones alone.
+    jobs: tuple[str, ...] = ()
     # False: content-addressed outputs (run directories named by signature), no stamp.
     stamped: bool = True
     reads: str = ""  # the library function that reads the keys
@@ -86,9 +90,9 @@ RULES: dict[str, RuleParams] = {r.rule: r for r in [
     RuleParams("prepare_data", "data", _keys(
         "data.dataset", "data.csv_path", "data.val_fraction", "data.split_seed",
         "data.train_subset", _DATA, _RES), reads="data.prepare.prepare"),
-    RuleParams("train_run", "sweeps", _keys(RUN_CONFIG, PLAN, _RES), stamped=False,
+    RuleParams("train_run", "sweeps", _keys(RUN_CONFIG, _RES), PLAN, stamped=False,
                reads="runner.train_planned_run (through the run signature)"),
-    RuleParams("extract_run", "sweeps", _keys(RUN_CONFIG, PLAN, _RES), stamped=False,
+    RuleParams("extract_run", "sweeps", _keys(RUN_CONFIG, _RES), PLAN, stamped=False,
                reads="tbextract.extract_run (one per run directory)"),
     RuleParams("summarize", "sweeps", _keys(RUN_CONFIG, PLAN, _RES),
                reads="summarize.write_experiment_summary"),
@@ -97,13 +101,13 @@ RULES: dict[str, RuleParams] = {r.rule: r for r in [
     RuleParams("optuna_setup", "optuna", _keys(OPTUNA_STUDY, "optuna.warm_start"),
                reads="tune.setup_study"),
     RuleParams("optuna_worker", "optuna", _keys(
-        OPTUNA_STUDY, "optuna.warm_start", "optuna.n_trials", "optuna.n_workers",
-        "optuna.pruner", "optuna.seed"), reads="tune.run_worker"),
+        OPTUNA_STUDY, "optuna.warm_start", "optuna.n_trials", "optuna.pruner", "optuna.seed"),
+        ("optuna.n_workers",), reads="tune.run_worker"),
     RuleParams("optuna_collect", "optuna", _keys(OPTUNA_STUDY, "optuna.n_workers"),
                reads="tune.collect"),
     RuleParams("final_run", "final", _keys(
-        RUN_CONFIG, "optuna.enabled", "final.seeds", "final.epochs", "final.train_on_val",
-        "study.name", _RES), reads="final.run_final_seed"),
+        RUN_CONFIG, "optuna.enabled", "final.epochs", "final.train_on_val", "study.name", _RES),
+        ("final.seeds",), reads="final.run_final_seed"),
     RuleParams("final_summary", "final", _keys(
         RUN_CONFIG, "optuna.enabled", "final.seeds", "final.epochs", "final.train_on_val",
         "study.name", _RES), reads="final.write_final_summary"),
@@ -132,8 +136,23 @@ def covers(prefix: str, key: str) -> bool:
 
 
 def rules_reading(key: str) -> set[str]:
-    """Rules whose declared keys cover the leaf ``key`` (not their downstream rules)."""
-    return {r.rule for r in RULES.values() if any(covers(p, key) for p in r.keys)}
+    """Rules whose declared keys (or job keys) cover the leaf ``key``; not the rules
+    after them, which Snakemake reruns because their inputs are due."""
+    return {r.rule for r in RULES.values()
+            if any(covers(p, key) or covers(key, p) for p in (*r.keys, *r.jobs))}
+
+
+def rules_in_dag(params: Params) -> set[str]:
+    """The rules a study's DAG has: the Snakefile leaves out the Optuna, final and
+    tracking rules' targets when their stage is off."""
+    off = set()
+    if not params.optuna.enabled:
+        off |= set(rules_of("optuna"))
+    if not params.final.enabled:
+        off |= set(rules_of("final"))
+    if not params.tracking.mlflow:
+        off |= set(rules_of("tracking"))
+    return set(RULES) - off
 
 
 def stage_params(stage: str) -> list[str]:
@@ -141,7 +160,7 @@ def stage_params(stage: str) -> list[str]:
     listed once when the whole section is (dvc.yaml's `params:`)."""
     keys: list[str] = []
     for rule in rules_of(stage):
-        keys += [k for k in RULES[rule].keys if k not in keys]
+        keys += [k for k in (*RULES[rule].keys, *RULES[rule].jobs) if k not in keys]
     return [k for k in keys if not any(covers(o, k) and o != k for o in keys)]
 
 

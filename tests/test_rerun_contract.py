@@ -1,0 +1,254 @@
+"""The rerun contract, over the whole params schema: a changed key reruns exactly the
+rules that depend on it (hpsweep.params_deps) and everything after them.
+
+One finished quick study is shared by every case. Each leaf key of the validated
+params (enumerated from the pydantic model's dump, so a key added to the schema is
+covered the day it is added) is changed to another valid value, and a dry run under
+each shipped profile must schedule exactly the expected rules: the declared readers
+of the key, closed over the rule graph Snakemake reports. Dry runs only; a dry run
+writes nothing, so the cases share the study.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import typing
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+from studyfixtures import BIN, FMNIST_MIRROR, ROOT
+
+from hpsweep import params_deps
+from hpsweep.config import ParamsError, parse_params
+from hpsweep.study import Study
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not FMNIST_MIRROR.is_dir(),
+                       reason="needs Debian's dataset-fashion-mnist (make test installs it)"),
+]
+
+# Values the generic rule below cannot pick (it would give an invalid study); each names
+# the extra keys it must change with it, all of which the expected set then covers.
+EXPLICIT: dict[str, dict[str, Any]] = {
+    "optuna.cv_folds": {"optuna.cv_folds": 2},  # 1 is invalid: 0 (off) or >= 2
+    "train.nesterov": {"train.nesterov": True, "train.optimizer": "sgd"},  # sgd only
+    # the float lr dimension as an int one needs int bounds that are valid lrs
+    "optuna.space.train.lr.type": {"optuna.space.train.lr.type": "int",
+                                   "optuna.space.train.lr.low": 1,
+                                   "optuna.space.train.lr.high": 2,
+                                   "optuna.space.train.lr.log": False},
+    # a step is not allowed on a log scale
+    "optuna.space.train.lr.step": {"optuna.space.train.lr.step": 0.0005,
+                                   "optuna.space.train.lr.log": False},
+    "optuna.space.model.width.type": {"optuna.space.model.width.type": "int",
+                                      "optuna.space.model.width.low": 256,
+                                      "optuna.space.model.width.high": 1024},
+    # another swept key whose values are valid too
+    "sweeps.lr.param": {"sweeps.lr.param": "train.weight_decay"},
+    "sweeps.batch_size.param": {"sweeps.batch_size.param": "train.eval_batch_size"},
+    "grids.lr_x_batch.x.param": {"grids.lr_x_batch.x.param": "train.eval_batch_size"},
+    "grids.lr_x_batch.y.param": {"grids.lr_x_batch.y.param": "train.weight_decay"},
+    # a CNN baseline: MLP-only overrides (the wide config, the width dimension) go too
+    "model.arch": {"model": {"arch": "cnn"}, "configs.wide.model.width": None,
+                   "optuna.space.model.width": None},
+}
+
+
+def leaves(node: Any, parts: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if isinstance(node, dict) and node:
+        return [leaf for k, v in node.items() for leaf in leaves(v, (*parts, k))]
+    return [parts]
+
+
+def dotted(parts: tuple[str, ...]) -> str:
+    return ".".join(parts)
+
+
+def find(parts_by_key: dict[str, tuple[str, ...]], key: str) -> tuple[str, ...]:
+    if key in parts_by_key:
+        return parts_by_key[key]
+    # an inner node (model, optuna.space.model.width): its parts are a prefix of leaves
+    for parts in parts_by_key.values():
+        for n in range(1, len(parts)):
+            if dotted(parts[:n]) == key:
+                return parts[:n]
+    raise KeyError(key)
+
+
+def set_at(doc: dict, parts: tuple[str, ...], value: Any) -> None:
+    node = doc
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    if value is None:
+        node.pop(parts[-1], None)
+    else:
+        node[parts[-1]] = value
+
+
+def get_at(doc: dict, parts: tuple[str, ...]) -> Any:
+    for p in parts:
+        doc = doc[p]
+    return doc
+
+
+def literal_choices(params, parts: tuple[str, ...]) -> tuple | None:
+    """The allowed values of a Literal field (model.activation -> relu, silu, ...)."""
+    owner = params
+    for p in parts[:-1]:
+        owner = owner[p] if isinstance(owner, dict) else getattr(owner, p)
+    fields = getattr(type(owner), "model_fields", {})
+    if parts[-1] not in fields:
+        return None
+    ann = fields[parts[-1]].annotation
+    return typing.get_args(ann) if typing.get_origin(ann) is typing.Literal else None
+
+
+def changed_value(params, parts: tuple[str, ...], v: Any) -> Any:
+    """Another valid value of the same kind, or None when there is no generic one."""
+    if isinstance(v, bool):
+        return not v
+    if isinstance(v, int):
+        return v + 1
+    if isinstance(v, float):
+        return v / 2 if v else 0.05
+    if isinstance(v, list):
+        if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v) and v:
+            nxt = max(v) + 1 if all(isinstance(x, int) for x in v) else max(v) * 2
+            return [*v, nxt]
+        if all(isinstance(x, str) for x in v):
+            return [*v, "/nonexistent" if parts[-1] == "mirrors" else "http://127.0.0.1:9"]
+    if isinstance(v, str):
+        choices = literal_choices(params, parts)
+        if choices:
+            return next(c for c in choices if c != v)
+        if parts[-1] == "storage":
+            return "sqlite:///results/quick/optuna/other.db"
+        if parts[-1] == "mlflow_uri":
+            return "sqlite:///results/quick/mlflow/other.db"
+        if parts[-1] == "csv_path":
+            return "other.csv"
+        return v + "x"
+    if v is None and parts[-1] == "choices":
+        return [0.001]
+    if v is None and parts[-1] in ("low", "high", "step"):
+        return {"low": 1.0, "high": 2.0, "step": 1.0}[parts[-1]]
+    return None
+
+
+def cases(study: Study) -> list[tuple[str, dict[str, Any], dict]]:
+    """(key, {changed key: value}, the changed params document) for every leaf key."""
+    doc = study.params.model_dump(mode="json")
+    parts_by_key = {dotted(p): p for p in leaves(doc)}
+    out = []
+    for key, parts in parts_by_key.items():
+        change = EXPLICIT.get(key) or {key: changed_value(study.params, parts,
+                                                          get_at(doc, parts))}
+        assert None not in change.values() or key in EXPLICIT, \
+            f"{key}: no generic change of {get_at(doc, parts)!r}; add one to EXPLICIT"
+        new = copy.deepcopy(doc)
+        for k, v in change.items():
+            set_at(new, find(parts_by_key, k), v)
+        out.append((key, change, new))
+    return out
+
+
+def without_none(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: without_none(v) for k, v in node.items() if v is not None}
+    return node
+
+
+def scheduled(study_dir: Path, params_file: Path, profile: str) -> set[str]:
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(study_dir),
+           "--profile", str(ROOT / "profiles" / profile), "--config",
+           f"params={params_file}", "-n", "--quiet", "rules"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, f"{' '.join(cmd)}\n{out[-3000:]}"
+    if "Nothing to be done" in out:
+        return set()
+    table = out[out.index("Job stats:"):out.index("\ntotal")]
+    return {m.group(1) for m in re.finditer(r"^(\w+)\s+\d+\s*$", table, re.M)} - {"all"}
+
+
+def rule_graph(study_dir: Path, params_file: Path) -> dict[str, set[str]]:
+    """rule -> the rules that take its outputs (Snakemake's --rulegraph)."""
+    res = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d",
+                          str(study_dir), "--config", f"params={params_file}",
+                          "--rulegraph"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', res.stdout, re.M))
+    after: dict[str, set[str]] = {n: set() for n in names.values()}
+    for a, b in re.findall(r"^\s*(\d+) -> (\d+)", res.stdout, re.M):
+        after[names[a]].add(names[b])
+    return after
+
+
+def expected(key_changes: dict[str, Any], graph: dict[str, set[str]], new_params) -> set[str]:
+    todo = set().union(*(params_deps.rules_reading(k) for k in key_changes))
+    due: set[str] = set()
+    while todo:
+        rule = todo.pop()
+        if rule not in due:
+            due.add(rule)
+            todo |= graph.get(rule, set())
+    return (due & params_deps.rules_in_dag(new_params)) - {"all"}
+
+
+@pytest.fixture(scope="module")
+def contract(quick_study, tmp_path_factory):
+    study = Study.load(quick_study / "params.toml", root=quick_study)
+    graph = rule_graph(quick_study, quick_study / "params.toml")
+    variants = tmp_path_factory.mktemp("variants")
+    prepared = []
+    for i, (key, change, doc) in enumerate(cases(study)):
+        try:
+            new_params = parse_params(without_none(doc))
+        except ParamsError as e:
+            pytest.fail(f"changing {key} to {change} gives invalid params: {e}")
+        path = variants / f"{i:03d}.toml"
+        path.write_text(tomli_w.dumps(without_none(doc)))
+        prepared.append((key, change, path, expected(change, graph, new_params), new_params))
+    return study, graph, prepared
+
+
+def test_every_rule_is_declared(contract):
+    _, graph, _ = contract
+    assert set(graph) - {"all"} == set(params_deps.RULES)
+
+
+def test_cases_cover_every_leaf_key(contract):
+    study, _, prepared = contract
+    doc = study.params.model_dump(mode="json")
+    assert {k for k, *_ in prepared} == {dotted(p) for p in leaves(doc)}
+    # A key that reruns nothing says so (NO_EFFECT), unless its change turns off the
+    # stage of every rule that reads it (tracking.mlflow = false drops the export).
+    for key, _, _, want, new_params in prepared:
+        if not want and params_deps.rules_reading(key) & params_deps.rules_in_dag(new_params):
+            assert any(params_deps.covers(p, key) for p in params_deps.NO_EFFECT), \
+                f"{key} reruns nothing but is not declared in params_deps.NO_EFFECT"
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_a_changed_key_reruns_exactly_what_depends_on_it(contract, quick_study, profile):
+    _, _, prepared = contract
+
+    def check(case):
+        key, change, path, want, _ = case
+        got = scheduled(quick_study, path, profile)
+        return None if got == want else (
+            f"{key} -> {json.dumps(change, default=str)}: scheduled {sorted(got)}, "
+            f"expected {sorted(want)} (missing {sorted(want - got)}, "
+            f"extra {sorted(got - want)})")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        problems = [p for p in pool.map(check, prepared) if p]
+    assert not problems, "\n".join(problems)
+    assert scheduled(quick_study, quick_study / "params.toml", profile) == set()
