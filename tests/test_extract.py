@@ -18,6 +18,7 @@ import tomli_w
 import torch
 
 from hpsweep.data.prepared import save_prepared
+from hpsweep.layout import results_files
 from hpsweep.runner import train_planned_run
 from hpsweep.study import Study
 from hpsweep.tbextract import (
@@ -27,7 +28,6 @@ from hpsweep.tbextract import (
     extract_run,
     read_results,
     read_scalars,
-    results_files,
 )
 
 CLASSES = ["shirt", "shoe", "bag"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tunefixtures import fake_complete_run, make_study
 
-from hpsweep import final
+from hpsweep import final, layout
 from hpsweep.data.prepared import load_prepared
 from hpsweep.tune import Tuner
 
@@ -41,13 +41,13 @@ def _write_best(study, overrides, value=0.9, trial=3):
 def test_final_retrain_summary_and_exported_model(tmp_path):
     study = make_study(tmp_path, final={"seeds": [0, 1], "epochs": 2})
     _write_best(study, {"train.lr": 0.02, "model.width": 8, "train.epochs": 1})
-    assert final.best_input(study) == Tuner(study).best_params_path
+    assert layout.best_input(study) == Tuner(study).best_params_path
     for seed in (0, 1):
         m = final.run_final_seed(study, seed, threads=1, progress=False)
         assert m["status"] == "ok" and m["epochs_run"] == 2  # final.epochs wins
         assert m["test_acc"] is not None
     summary = final.write_final_summary(study)
-    saved = json.loads(final.summary_path(study).read_text())
+    saved = json.loads(layout.summary_path(study).read_text())
     assert saved["n_seeds"] == 2 and [r["seed"] for r in saved["per_seed"]] == [0, 1]
     accs = [r["test_acc"] for r in saved["per_seed"]]
     ci = final.mean_ci95(accs)
@@ -56,10 +56,10 @@ def test_final_retrain_summary_and_exported_model(tmp_path):
     assert saved["config"]["train.lr"] == 0.02 and saved["config"]["model.width"] == 8
     assert saved["run_config"]["train"]["epochs"] == 2
     assert saved["best"]["trial_number"] == 3 and saved["tuned_val_acc"] == 0.9
-    assert json.loads(final.config_path(study).read_text()) == saved["run_config"]
+    assert json.loads(layout.config_path(study).read_text()) == saved["run_config"]
 
     # the exported model reproduces its seed's test accuracy
-    model, blob = final.load_exported(final.model_path(study))
+    model, blob = final.load_exported(layout.model_path(study))
     assert blob["seed"] == summary["exported_seed"] and blob["config"] == saved["run_config"]
     data = load_prepared(study.paths.prepared)
     mean = torch.tensor(blob["mean"]).view(1, -1, 1, 1)
@@ -71,10 +71,10 @@ def test_final_retrain_summary_and_exported_model(tmp_path):
     assert acc == pytest.approx(row["test_acc"], abs=1.5 / len(data.y_test))
 
     # the torch.export program needs no hpsweep: raw [0, 1] pixels in, same predictions
-    program = torch.export.load(str(final.program_path(study))).module()
+    program = torch.export.load(str(layout.program_path(study))).module()
     with torch.no_grad():
         assert torch.equal(program(data.x_test.float() / 255).argmax(1), pred)
-    card = json.loads(final.model_card_path(study).read_text())
+    card = json.loads(layout.model_card_path(study).read_text())
     assert card["data_checksum"] == data.checksum and card["config"] == saved["run_config"]
     assert card["test_accuracy"]["mean"] == pytest.approx(saved["test_acc_mean"])
     assert card["test_accuracy"]["exported_seed"] == blob["seed"]
@@ -93,7 +93,7 @@ def test_without_optuna_the_best_sweep_configuration_is_retrained(tmp_path):
              if m.group == "sweep"}
     for run_id, lr in lr_of.items():
         fake_complete_run(study, run_id, {0.003: 0.6, 0.01: 0.7, 0.03: 0.8}[lr])
-    assert final.best_input(study).name == "experiment_summary.csv"
+    assert layout.best_input(study).name == "experiment_summary.csv"
     best = final.best_choice(study)
     assert best["source"] == "sweeps" and best["overrides"] == {"train.lr": 0.03}
     assert best["val_acc"] == pytest.approx(0.8) and len(best["run_ids"]) == 2
@@ -115,7 +115,7 @@ def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path):
     assert summary["trained_on"] == "train+val" and summary["val_acc_mean"] is None
     assert summary["exported_seed"] == 0
     assert all(r["best_val_acc"] is None for r in summary["per_seed"])
-    card = json.loads(final.model_card_path(study).read_text())
+    card = json.loads(layout.model_card_path(study).read_text())
     assert card["trained_on"] == "train+val" and card["val_accuracy_of_exported_seed"] is None
     # the same seed without train_on_val is another run: never mistaken for this one
     plain = make_study(tmp_path, final={"seeds": [0], "epochs": 3})

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from test_extract import BASELINES, tiny_study
 
-from hpsweep.plots import figure_paths, make_figures
-from hpsweep.report import build_report, final_summary_path, optuna_dir, write_report
-from hpsweep.summarize import summarize_all, table_outputs
+from hpsweep.layout import OptunaLayout, figure_paths, summary_path, table_outputs
+from hpsweep.plots import make_figures
+from hpsweep.report import build_report, write_report
+from hpsweep.summarize import summarize_all
 from hpsweep.tbextract import extract_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -90,7 +91,7 @@ def test_report_sections_links_and_comparison(built):
 
 def test_optuna_and_final_sections_render_when_their_files_exist(built):
     study = built[0]
-    od, fs = optuna_dir(study), final_summary_path(study)
+    od, fs = OptunaLayout(study).out_dir, summary_path(study)
     od.mkdir(parents=True)
     fs.parent.mkdir(parents=True)
     try:

@@ -18,7 +18,8 @@ import pytest
 from tunefixtures import make_study
 
 from hpsweep.data.prepared import load_prepared
-from hpsweep.final import run_final_seed, seed_dir, write_final_summary
+from hpsweep.final import run_final_seed, write_final_summary
+from hpsweep.layout import seed_dir
 from hpsweep.runner import train_planned_run
 from hpsweep.space import dumps_config
 from hpsweep.status import _is_snakemake, collect_status, log_failure

@@ -8,8 +8,9 @@ import sys
 import pytest
 from tunefixtures import make_study
 
+from hpsweep.layout import export_marker
 from hpsweep.runner import train_planned_run
-from hpsweep.tracking import TrackingError, export_marker, export_study, tracking_uri
+from hpsweep.tracking import TrackingError, export_study, tracking_uri
 
 mlflow = pytest.importorskip("mlflow")  # a dev dependency: `make test` installs it
 

@@ -17,6 +17,7 @@ from tunefixtures import fake_complete_run, make_study, start_worker, wait_all, 
 
 from hpsweep.config import ParamsError, parse_params
 from hpsweep.data.prepared import load_prepared
+from hpsweep.layout import optuna_figure_path as figure_path
 from hpsweep.space import make_run
 from hpsweep.tune import (
     Objective,
@@ -29,7 +30,6 @@ from hpsweep.tune import (
     stratified_folds,
     trial_counts,
 )
-from hpsweep.tuning.figures import figure_path
 from hpsweep.tuning.space import SearchSpace, family_of
 from hpsweep.tuning.storage import StorageError, expand_env, mask, open_storage, storage_url
 

@@ -30,6 +30,15 @@ from typing import Any
 import torch
 
 from .atomic import atomic_path, write_text
+from .layout import (
+    best_input,
+    config_path,
+    model_card_path,
+    model_path,
+    program_path,
+    seed_dir,
+    summary_path,
+)
 from .space import RunSpec, code_version, make_run
 from .study import Study
 
@@ -40,55 +49,9 @@ MODEL_FORMAT = 1
 
 # -- paths ------------------------------------------------------------------------------------
 
-def final_dir(study: Study) -> Path:
-    return study.paths.results_dir / "final"
-
-
-def seed_dir(study: Study, seed: int | str) -> Path:
-    return final_dir(study) / f"seed_{seed}"
-
-
-def summary_path(study: Study) -> Path:
-    return final_dir(study) / "summary.json"
-
-
-def model_path(study: Study) -> Path:
-    return final_dir(study) / "model.pt"
-
-
-def config_path(study: Study) -> Path:
-    return final_dir(study) / "config.json"
-
-
-def program_path(study: Study) -> Path:
-    return final_dir(study) / "model.pt2"
-
-
-def model_card_path(study: Study) -> Path:
-    return final_dir(study) / "model_card.json"
-
-
-def summary_outputs(study: Study) -> list[str]:
-    return [str(summary_path(study)), str(model_path(study)), str(config_path(study)),
-            str(program_path(study)), str(model_card_path(study))]
-
-
-def sweep_summary_path(study: Study) -> Path:
-    return study.paths.results_dir / "summary" / "experiment_summary.csv"
-
-
 def read_metrics(run_dir: Path) -> dict | None:
     path = run_dir / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else None
-
-
-def best_input(study: Study) -> Path:
-    """The file the best configuration is read from (the final_run rule's input)."""
-    if study.params.optuna.enabled:
-        from .tune import Tuner
-
-        return Tuner(study).best_params_path
-    return sweep_summary_path(study)
 
 
 # -- the configuration --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from .atomic import atomic_path
+from .layout import figure_paths
 from .space import format_value
 from .study import Study
 from .summarize import (
@@ -29,7 +30,6 @@ from .summarize import (
     experiment_table,
     grid_long,
     read_experiment_summary,
-    safe_name,
     sweep_table,
 )
 from .tbextract import epoch_frame
@@ -44,21 +44,6 @@ MAX_RANKED = 25
 
 
 # ------------------------------------------------------------------ paths
-
-
-def figures_dir(study: Study) -> Path:
-    return study.paths.reports_dir / "figures"
-
-
-def figure_paths(study: Study) -> dict[str, Path]:
-    """Every figure :func:`make_figures` writes, by key."""
-    d = figures_dir(study)
-    out = {f"sweep_{n}": d / f"sweep_{safe_name(n)}.png" for n in study.params.sweeps}
-    out.update({f"grid_{n}": d / f"grid_{safe_name(n)}.png" for n in study.params.grids})
-    for key in ("ranking", "acc_vs_time", "acc_vs_params", "curves_shortlist",
-                "confusion_best", "samples"):
-        out[key] = d / f"{key}.png"
-    return out
 
 
 def save(fig: Figure, path: str | Path) -> Path:

@@ -21,20 +21,27 @@ from typing import Any
 import pandas as pd
 
 from .atomic import write_text
-from .plots import figure_paths, load_table
+from .layout import (
+    OptunaLayout,
+    figure_paths,
+    model_card_path,
+    model_path,
+    program_path,
+    report_path,
+    summary_path,
+)
+from .plots import load_table
 from .space import format_value
 from .study import Study
 from .summarize import (
     ACC,
     baseline_config_id,
     config_table,
-    experiment_summary_path,
     failures,
     grid_long,
     read_metrics,
     sweep_table,
     swing_table,
-    table_outputs,
 )
 
 MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
@@ -45,51 +52,8 @@ OPTUNA_FIGURES = ("history", "importance", "parallel", "slice", "contour", "inte
 # ------------------------------------------------------------------ paths
 
 
-def report_path(study: Study) -> Path:
-    return study.paths.reports_dir / "report.md"
-
-
-def optuna_dir(study: Study) -> Path:
-    from .tune import Tuner  # optuna is heavy; only the report job needs it
-
-    return Tuner(study).out_dir
-
-
-def final_summary_path(study: Study) -> Path:
-    from .final import summary_path
-
-    return summary_path(study)
-
-
 def final_model_files(study: Study) -> list[Path]:
-    from .final import model_card_path, model_path, program_path
-
     return [model_path(study), program_path(study), model_card_path(study)]
-
-
-def optional_inputs(study: Study) -> list[Path]:
-    """Results of later stages the report shows when they exist (enabled in params)."""
-    out = []
-    if study.params.optuna.enabled:
-        out += [optuna_dir(study) / "best_params.json", optuna_dir(study) / "trials.csv"]
-    if study.params.final.enabled:
-        out.append(final_summary_path(study))
-    return out
-
-
-def later_stage_inputs(study: Study, rules) -> list[str]:
-    """The optional inputs some rule of a Snakemake workflow produces (`rules`: objects
-    with ``is_producer(path)``, e.g. ``workflow.rules``): the report waits for those
-    and renders "not run" for the others (disabled, or their rules not included)."""
-    rules = list(rules)
-    return [str(p) for p in optional_inputs(study)
-            if any(r.is_producer(str(p)) for r in rules)]
-
-
-def report_inputs(study: Study) -> list[str]:
-    """Files the report is built from (the rule's inputs, optional stages aside)."""
-    return [str(p) for p in (experiment_summary_path(study), *table_outputs(study).values(),
-                             *figure_paths(study).values())]
 
 
 # ------------------------------------------------------------------ formatting
@@ -453,7 +417,7 @@ def _confusion(doc: _Doc, study: Study, configs: pd.DataFrame) -> None:
 
 def _optuna(doc: _Doc, study: Study) -> dict | None:
     doc.add("## Optuna refinement")
-    d = optuna_dir(study)
+    d = OptunaLayout(study).out_dir
     best = _read_json(d / "best_params.json")
     if not study.params.optuna.enabled and best is None:
         doc.add("Not run (`optuna.enabled = false`).")
@@ -501,7 +465,7 @@ def _optuna(doc: _Doc, study: Study) -> dict | None:
             doc.add("Top trials:", md_table(["trial", "val acc",
                                              *(c.removeprefix("params_") for c in pcols)], rows))
     for name in OPTUNA_FIGURES:
-        doc.fig(optuna_dir(study) / "figures" / f"optuna_{name}.png", f"optuna {name}")
+        doc.fig(OptunaLayout(study).out_dir / "figures" / f"optuna_{name}.png", f"optuna {name}")
     return {"value": value, "params": params}
 
 
@@ -527,7 +491,7 @@ def _per_seed(final: dict) -> list[tuple[Any, float, dict]]:
 
 def _final(doc: _Doc, study: Study) -> dict | None:
     doc.add("## Final retrain")
-    path = final_summary_path(study)
+    path = summary_path(study)
     final = _read_json(path)
     if final is None:
         doc.add("Not run (`final.enabled = false`)." if not study.params.final.enabled else
@@ -616,7 +580,7 @@ def build_report(study: Study, out: str | Path | None = None) -> str:
                         {n: f"{g.x.param} × {g.y.param}" for n, g in params.grids.items()})
     fails = failures(table)
     metrics = _runs_metrics(study)
-    final = _read_json(final_summary_path(study))
+    final = _read_json(summary_path(study))
     doc = _Doc(out)
     doc.add(f"# {params.report.title}",
             f"Study `{params.study.name}` ({params.data.dataset}, {params.model.arch.upper()}), "

@@ -14,19 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from .config import Params, resolve_run, run_signature
-
-
-@cache
-def code_version() -> str:
-    """Short hash of the training code: an edit of the trainer retrains every run."""
-    from .training.checkpoint import code_version as training_code_version
-
-    return training_code_version()[:16]
+from .ids import code_version
 
 
 def format_value(v: Any) -> str:

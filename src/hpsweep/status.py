@@ -308,14 +308,14 @@ def optuna_status(study: Study) -> dict[str, Any]:
 # -- final retrain and report ------------------------------------------------------------------
 
 def final_status(study: Study, sm: SnakemakeState) -> dict[str, Any]:
-    from . import final
+    from . import layout
 
     f = study.params.final
     if not f.enabled:
         return {"enabled": False}
     seeds = []
     for seed in f.seeds:
-        d = final.seed_dir(study, seed)
+        d = layout.seed_dir(study, seed)
         log = study.paths.logs / "final" / f"seed_{seed}.log"
         metrics = _read_json(d / "metrics.json")
         row: dict[str, Any] = {"seed": seed, "log": str(log), "detail": ""}
@@ -332,19 +332,18 @@ def final_status(study: Study, sm: SnakemakeState) -> dict[str, Any]:
             row["state"] = "pending"
         seeds.append(row)
     info: dict[str, Any] = {"enabled": True, "seeds": seeds}
-    summary = _read_json(final.summary_path(study))
+    summary = _read_json(layout.summary_path(study))
     if summary is not None:
         info["summary"] = {k: summary.get(k) for k in (
             "test_acc_mean", "test_acc_ci95", "n_seeds", "exported_seed", "overrides")}
-        info["summary_path"] = str(final.summary_path(study))
-        info["model"] = str(final.model_path(study)) if final.model_path(study).is_file() \
+        info["summary_path"] = str(layout.summary_path(study))
+        info["model"] = str(layout.model_path(study)) if layout.model_path(study).is_file() \
             else None
     return info
 
 
 def report_status(study: Study) -> dict[str, Any]:
-    from .report import report_path
-    from .summarize import experiment_summary_path
+    from .layout import experiment_summary_path, report_path
 
     out = {}
     for key, path in (("summary", experiment_summary_path(study)),

@@ -6,6 +6,9 @@ params file first, so no job starts on an invalid study.
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +16,18 @@ from pathlib import Path
 from .config import Params, load_params
 from .paths import StudyPaths
 from .space import StudyPlan, expand
+
+
+def gpu_visible() -> bool:
+    """Whether this machine shows a GPU that "auto" would train on, without importing
+    torch (seconds, at every DAG build): an NVIDIA device node not hidden by
+    CUDA_VISIBLE_DEVICES, or Apple silicon (MPS). Only decides the jobs' gpu=1 claim;
+    the trainer itself asks torch (training.device.resolve_device)."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 @dataclass
@@ -36,11 +51,7 @@ class Study:
         device = self.params.study.device
         if device in ("cuda", "mps"):
             return True
-        if device == "auto":
-            import torch
-
-            return torch.cuda.is_available()
-        return False
+        return device == "auto" and gpu_visible()
 
     def run_metrics(self) -> list[str]:
         return [str(self.paths.run_dir(r) / "metrics.json") for r in self.plan.run_ids()]

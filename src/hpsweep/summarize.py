@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .atomic import atomic_path, write_text
+from .layout import experiment_summary_path, table_outputs
 from .space import format_value, plan_id
 from .stats import mean_ci
 from .study import Study
@@ -46,31 +46,6 @@ TEXT_COLUMNS = ("group", "name", "label", "value", "x", "y", "params", "run_id",
 
 
 # ------------------------------------------------------------------ paths
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
-
-
-def summary_dir(study: Study) -> Path:
-    return study.paths.results_dir / "summary"
-
-
-def experiment_summary_path(study: Study) -> Path:
-    return summary_dir(study) / "experiment_summary.csv"
-
-
-def table_outputs(study: Study) -> dict[str, Path]:
-    """Every file :func:`write_summary_tables` writes, by key (rule outputs)."""
-    d = summary_dir(study)
-    out = {"configs": d / "configs.csv", "swing": d / "swing.csv",
-           "failures": d / "failures.csv", "shortlist": d / "shortlist.csv",
-           "metrics": d / "metrics.json"}
-    for name in study.params.sweeps:
-        out[f"sweep_{name}"] = d / f"sweep_{safe_name(name)}.csv"
-    for name in study.params.grids:
-        out[f"grid_{name}"] = d / f"grid_{safe_name(name)}.csv"
-    return out
 
 
 # ------------------------------------------------------------------ the member table

@@ -281,10 +281,3 @@ def read_results(run_dir: str | Path) -> dict[str, Any] | None:
     return tomli.loads(path.read_text()) if path.is_file() else None
 
 
-def results_files(study) -> list[str]:
-    """results.toml of every run of the study's plan (the extraction targets)."""
-    return [str(study.paths.run_dir(r) / "results.toml") for r in study.plan.run_ids()]
-
-
-def scalars_files(study) -> list[str]:
-    return [str(study.paths.run_dir(r) / "scalars.csv") for r in study.plan.run_ids()]

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .layout import export_dir, export_marker
 from .study import Study
 
 log = logging.getLogger(__name__)
@@ -46,17 +47,6 @@ def tracking_uri(study: Study) -> str:
     return f"sqlite:///{(export_dir(study) / 'mlflow.db').resolve()}"
 
 
-def export_dir(study: Study) -> Path:
-    return study.paths.results_dir / "mlflow"
-
-
-def export_marker(study: Study) -> Path:
-    """Written last by export_study: which runs are in MLflow (the rule's output). Named
-    apart while tracking is off, so turning it on later finds no marker and exports."""
-    return export_dir(study) / ("exported.json" if study.params.tracking.mlflow
-                                else "tracking_off.json")
-
-
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in config.items():
@@ -70,7 +60,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 def _runs_to_log(study: Study) -> list[dict[str, Any]]:
     """Finished runs of the plan and the final seeds: dir, name, config, signature, kind."""
-    from .final import seed_dir
+    from .layout import seed_dir
 
     labels: dict[str, list[str]] = {}
     for m in study.plan.members:
@@ -168,7 +158,7 @@ def export_study(study: Study) -> dict[str, Any]:
     With tracking.mlflow = false it logs nothing and never imports mlflow: `dvc repro`
     runs this stage whatever params.toml says (its command cannot depend on it)."""
     from .atomic import write_text
-    from .plots import figure_paths
+    from .layout import figure_paths
 
     if not study.params.tracking.mlflow:
         log.info("mlflow: tracking.mlflow = false in %s; nothing logged", study.params_path)

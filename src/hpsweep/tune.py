@@ -58,13 +58,14 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from .atomic import write_text
-from .config import ParamsError, run_signature
+from .config import ParamsError
 from .data.prepared import PreparedData, load_prepared
-from .space import code_version, data_identity, make_run
+from .layout import OBJECTIVES, OptunaLayout
+from .space import code_version, make_run
 from .study import Study
 from .tuning.algorithms import make_pruner, make_sampler
-from .tuning.figures import figure_names, figure_path, write_figures
-from .tuning.space import SearchSpace, trial_overrides
+from .tuning.figures import write_figures
+from .tuning.space import trial_overrides
 from .tuning.storage import has_heartbeat, mask, open_storage, storage_url
 from .tuning.warmstart import add_warm_start
 
@@ -72,7 +73,6 @@ log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 ACTIVE = (TrialState.RUNNING, TrialState.WAITING)
-OBJECTIVES = {"accuracy": "maximize", "n_params": "minimize"}
 
 
 def optuna_logs_to_root() -> None:
@@ -83,83 +83,9 @@ def optuna_logs_to_root() -> None:
 
 
 @dataclass
-class Tuner:
-    """The Optuna side of a study: names, paths, storage, sampler, pruner."""
-
-    study: Study
-
-    @property
-    def params(self):
-        return self.study.params
-
-    @cached_property
-    def space(self) -> SearchSpace:
-        return SearchSpace(self.params.optuna.space, self.params.model.arch)
-
-    @property
-    def multi_objective(self) -> bool:
-        """nsga2 searches the accuracy / size trade-off: maximize val acc, minimize params."""
-        return self.params.optuna.sampler == "nsga2"
-
-    @property
-    def directions(self) -> list[str]:
-        return list(OBJECTIVES.values()) if self.multi_objective else ["maximize"]
-
-    @property
-    def trial_seed(self) -> int:
-        """Trials train with the study's first seed, like the sweeps they are compared with."""
-        return self.params.study.seeds[0]
-
-    @cached_property
-    def key(self) -> str:
-        o = self.params.optuna
-        return run_signature(self.params.run_base(), {
-            "space": self.space.describe(), "epochs": o.epochs, "cv_folds": o.cv_folds,
-            "split_seed": self.params.data.split_seed, "directions": self.directions,
-            "seed": self.trial_seed, "data": data_identity(self.params),
-            "code": code_version()})[:10]
-
-    @property
-    def name(self) -> str:
-        return f"{self.params.study.name}-{self.key}"
-
-    # -- paths -------------------------------------------------------------------------
-    @property
-    def out_dir(self) -> Path:
-        return self.study.paths.results_dir / "optuna" / self.params.study.name
-
-    @property
-    def key_dir(self) -> Path:
-        return self.out_dir / self.key
-
-    @property
-    def setup_marker(self) -> Path:
-        return self.key_dir / "setup.json"
-
-    def worker_marker(self, worker: int | str) -> Path:
-        return self.key_dir / "workers" / f"{worker}.json"
-
-    def trial_dir(self, number: int) -> Path:
-        return self.key_dir / "trials" / str(number)
-
-    @property
-    def trials_csv(self) -> Path:
-        return self.out_dir / "trials.csv"
-
-    @property
-    def best_params_path(self) -> Path:
-        return self.out_dir / "best_params.json"
-
-    @property
-    def figures_dir(self) -> Path:
-        # Beside the study's tables, not in reports/: each DVC stage owns its own outputs.
-        return self.out_dir / "figures"
-
-    def figure_paths(self) -> list[Path]:
-        return [figure_path(self.figures_dir, n) for n in figure_names(self.multi_objective)]
-
-    def collect_outputs(self) -> list[str]:
-        return [str(self.trials_csv), str(self.best_params_path), *map(str, self.figure_paths())]
+class Tuner(OptunaLayout):
+    """The Optuna side of a study: its key and paths (OptunaLayout), storage, sampler,
+    pruner."""
 
     # -- storage -----------------------------------------------------------------------
     @cached_property

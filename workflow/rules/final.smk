@@ -2,10 +2,10 @@
 # run when optuna.enabled = false) trained with every final.seeds seed, evaluated once
 # on the test split; summary.json (mean ± 95 % t interval) doubles as DVC metrics.
 
-from hpsweep import final as _final
+from hpsweep import layout as _layout
 
 # What `rule all` asks for (nothing when final.enabled = false).
-FINAL_OUTPUTS = _final.summary_outputs(STUDY) if STUDY.params.final.enabled else []
+FINAL_OUTPUTS = _layout.summary_outputs(STUDY) if STUDY.params.final.enabled else []
 
 localrules:
     final_summary,
@@ -13,11 +13,11 @@ localrules:
 
 rule final_run:
     input:
-        best=str(_final.best_input(STUDY)),
+        best=str(_layout.best_input(STUDY)),
         manifest=str(PATHS.manifest),
         stamp=PARAMS_STAMP("final_run"),
     output:
-        metrics=str(_final.seed_dir(STUDY, "{seed}") / "metrics.json"),
+        metrics=str(_layout.seed_dir(STUDY, "{seed}") / "metrics.json"),
     log:
         str(PATHS.logs / "final" / "seed_{seed}.log"),
     wildcard_constraints:
@@ -34,16 +34,16 @@ rule final_run:
 rule final_summary:
     input:
         expand(
-            str(_final.seed_dir(STUDY, "{seed}") / "metrics.json"),
+            str(_layout.seed_dir(STUDY, "{seed}") / "metrics.json"),
             seed=STUDY.params.final.seeds,
         ),
         stamp=PARAMS_STAMP("final_summary"),
     output:
-        summary=str(_final.summary_path(STUDY)),
-        model=str(_final.model_path(STUDY)),
-        config=str(_final.config_path(STUDY)),
-        program=str(_final.program_path(STUDY)),
-        card=str(_final.model_card_path(STUDY)),
+        summary=str(_layout.summary_path(STUDY)),
+        model=str(_layout.model_path(STUDY)),
+        config=str(_layout.config_path(STUDY)),
+        program=str(_layout.program_path(STUDY)),
+        card=str(_layout.model_card_path(STUDY)),
     log:
         str(PATHS.logs / "final" / "summary.log"),
     conda:

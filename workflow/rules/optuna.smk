@@ -6,13 +6,13 @@
 #                   optuna.n_trials finished (never more; a dead worker's trial is retried)
 #   optuna_collect  trials.csv, best_params.json, results/optuna/<study>/figures/optuna_*.png
 #
-# Paths come from hpsweep.tune.Tuner; <key> in them is a signature of what decides a
+# Paths come from hpsweep.layout.OptunaLayout; <key> in them is a signature of what decides a
 # trial's result (space, baseline, epochs, data, code), so a changed space starts a
 # new study instead of mixing trials.
 
-from hpsweep.tune import Tuner
+from hpsweep.layout import OptunaLayout
 
-TUNER = Tuner(STUDY)
+TUNER = OptunaLayout(STUDY)
 # What `rule all` asks for (nothing when optuna.enabled = false).
 OPTUNA_OUTPUTS = TUNER.collect_outputs() if STUDY.params.optuna.enabled else []
 

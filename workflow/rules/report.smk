@@ -1,10 +1,15 @@
 # The human-facing result: figures (reports/figures/*.png) and reports/report.md.
 # Both are rebuilt from files only, so they are cheap to redo (localrules).
 
-from hpsweep.plots import figure_paths
-from hpsweep.report import later_stage_inputs, report_inputs, report_path
-from hpsweep.summarize import experiment_summary_path, table_outputs
-from hpsweep.tbextract import scalars_files
+from hpsweep.layout import (
+    experiment_summary_path,
+    figure_paths,
+    later_stage_inputs,
+    report_inputs,
+    report_path,
+    scalars_files,
+    table_outputs,
+)
 
 localrules:
     plots,

@@ -3,8 +3,7 @@
 # study-level metrics.json DVC reads. Needs every run extracted (and so checked
 # against its events) first.
 
-from hpsweep.summarize import experiment_summary_path, table_outputs
-from hpsweep.tbextract import results_files
+from hpsweep.layout import experiment_summary_path, results_files, table_outputs
 
 localrules:
     summary_tables,

@@ -2,10 +2,10 @@
 # seeds and the figures exist, one job logs what MLflow does not have yet. One
 # job rather than every trainer, so parallel jobs never race on a tracking DB.
 
-from hpsweep import tracking as _tracking
+from hpsweep import layout as _layout
 
 TRACKING_OUTPUTS = (
-    [str(_tracking.export_marker(STUDY))] if STUDY.params.tracking.mlflow else []
+    [str(_layout.export_marker(STUDY))] if STUDY.params.tracking.mlflow else []
 )
 
 localrules:
@@ -19,7 +19,7 @@ rule mlflow_export:
         final=FINAL_OUTPUTS,
         stamp=PARAMS_STAMP("mlflow_export"),
     output:
-        marker=str(_tracking.export_marker(STUDY)),
+        marker=str(_layout.export_marker(STUDY)),
     log:
         str(PATHS.logs / "mlflow_export.log"),
     conda:

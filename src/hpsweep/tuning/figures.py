@@ -16,20 +16,12 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from ..atomic import atomic_path
+from ..layout import optuna_figure_names as figure_names
+from ..layout import optuna_figure_path as figure_path
 
 log = logging.getLogger(__name__)
 
-SINGLE = ("history", "intermediate", "importance", "parallel", "slice", "contour")
-MULTI = (*SINGLE, "pareto")
 TARGET_NAME = "validation accuracy"
-
-
-def figure_names(multi_objective: bool) -> tuple[str, ...]:
-    return MULTI if multi_objective else SINGLE
-
-
-def figure_path(figures_dir: str | Path, name: str) -> Path:
-    return Path(figures_dir) / f"optuna_{name}.png"
 
 
 def _accuracy(t: FrozenTrial) -> float:

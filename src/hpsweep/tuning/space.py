@@ -16,17 +16,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
-
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
-from optuna.trial import BaseTrial
+from typing import TYPE_CHECKING, Any
 
 from ..config import CNNConfig, MLPConfig, Params, ParamsError, SpaceParam
+
+if TYPE_CHECKING:  # optuna is imported where distributions are built: the Snakefile
+    # needs describe() (the study key) and should not pay for importing optuna
+    from optuna.distributions import BaseDistribution
+    from optuna.trial import BaseTrial
 
 CNN_ONLY = frozenset(CNNConfig.model_fields) - frozenset(MLPConfig.model_fields)
 MLP_ONLY = frozenset(MLPConfig.model_fields) - frozenset(CNNConfig.model_fields)
@@ -74,6 +71,12 @@ class Dim:
             isinstance(c, _PRIMITIVE) for c in self.spec.choices or [])
 
     def distribution(self) -> BaseDistribution:
+        from optuna.distributions import (
+            CategoricalDistribution,
+            FloatDistribution,
+            IntDistribution,
+        )
+
         s = self.spec
         if s.type == "categorical":
             return CategoricalDistribution([self.encode(c) for c in s.choices or []])
