@@ -24,6 +24,15 @@ DEFAULT_PARAMS = "params.toml"
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     params = load_params(args.params)
+    dvc_yaml = Path(args.params).resolve().parent / "dvc.yaml"
+    if Path(args.params).name == DEFAULT_PARAMS and dvc_yaml.is_file():
+        # dvc.yaml's stages run this params file: their outs must be its folders
+        from .dvcyaml import folder_mismatch
+
+        problem = folder_mismatch(params, dvc_yaml)
+        if problem:
+            print(f"{args.params}: {problem}", file=sys.stderr)
+            return 2
     print(f"{args.params}: ok (study {params.study.name!r}, model {params.model.arch}, "
           f"{len(params.sweeps)} sweeps, {len(params.grids)} grids)")
     return 0
@@ -104,7 +113,7 @@ def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
     from .atomic import write_text
     from .dvcyaml import render
 
-    text, path = render(), Path(args.output)
+    text, path = render(load_params(args.params)), Path(args.output)
     if args.check:
         if not path.is_file() or path.read_text() != text:
             print(f"hpsweep: {path} is stale; regenerate it with `hpsweep dvc-yaml`",
@@ -205,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml (coarse stages calling Snakemake)")
     p.add_argument("--output", default="dvc.yaml")
+    p.add_argument("--params", default=DEFAULT_PARAMS,
+                   help="the params file its stages run (its [study] folders are the outs)")
     p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
     p.set_defaults(func=_cmd_dvc_yaml)
 

@@ -2,24 +2,32 @@
 
 Snakemake is the only place the detailed DAG lives. Each DVC stage runs a
 fixed set of Snakemake rules up to one target rule (rule names, not paths, so
-the commands do not depend on params.toml) and declares the params sections,
-code and upstream outputs it really depends on. `hpsweep dvc-yaml` writes the
-file; a test fails when the committed dvc.yaml differs from this.
+the commands do not depend on params.toml). What a stage depends on comes from
+the library: its rules and their params keys from hpsweep.params_deps (the one
+declaration Snakemake's stamps use too), its output folders from params.toml's
+[study] folders (hpsweep.layout). `hpsweep dvc-yaml` writes the file; a test
+fails when the committed dvc.yaml differs, and `hpsweep validate` says so when
+params.toml's folders are not the ones dvc.yaml declares.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 
+from .config import Params
+from .params_deps import rules_of, stage_params
+
 # The inner Snakemake: the local profile (rerun policy, keep-going, gpu=1).
 # `--allowed-rules` keeps a stage to its own rules; `--` ends that option's
-# list, which would otherwise swallow the target (shared/notes/dvc-snakemake.md).
+# list, which would otherwise swallow the target.
 SNAKEMAKE = "snakemake --profile profiles/local --config params=params.toml"
 
 LIBRARY_CORE = ["src/hpsweep/config.py", "src/hpsweep/space.py", "src/hpsweep/study.py",
-                "src/hpsweep/paths.py", "src/hpsweep/workflow.py"]
+                "src/hpsweep/paths.py", "src/hpsweep/layout.py", "src/hpsweep/ids.py",
+                "src/hpsweep/params_deps.py", "src/hpsweep/workflow.py"]
 TRAINER = ["src/hpsweep/models.py", "src/hpsweep/train.py", "src/hpsweep/training",
            "src/hpsweep/runner.py"]
 
@@ -28,9 +36,7 @@ TRAINER = ["src/hpsweep/models.py", "src/hpsweep/train.py", "src/hpsweep/trainin
 class Stage:
     name: str
     desc: str
-    rules: list[str]
     target: str
-    params: list[str]
     deps: list[str]
     outs: list[str] = field(default_factory=list)
     persist: list[str] = field(default_factory=list)
@@ -38,7 +44,11 @@ class Stage:
     # Rerun the target whenever DVC runs the stage (for an idempotent, incremental job).
     forcerun: bool = False
 
-    def to_dict(self) -> dict:
+    @property
+    def rules(self) -> list[str]:
+        return rules_of(self.name)
+
+    def to_dict(self, params: Params) -> dict:
         allowed = " ".join(self.rules)
         force = f" --forcerun {self.target}" if self.forcerun else ""
         cmd = f"{SNAKEMAKE}{force} --allowed-rules {allowed} -- {self.target}"
@@ -46,14 +56,24 @@ class Stage:
             cmd = f"{self.before} && {cmd}"
         rule_files = sorted({f"workflow/rules/{RULE_FILES[r]}.smk" for r in self.rules})
         scripts = [f"workflow/scripts/{s}.py" for r in self.rules for s in RULE_SCRIPTS[r]]
+        folders = _folders(params)
+        deps = [d.format(**folders) for d in self.deps]
         d: dict = {"desc": self.desc, "cmd": cmd,
-                   "deps": [*self.deps, *rule_files, *scripts],
-                   "params": [{"params.toml": self.params}]}
-        outs: list = list(self.outs)
-        outs += [{p: {"persist": True}} for p in self.persist]
-        if outs:
-            d["outs"] = outs
+                   "deps": [*deps, *rule_files, *scripts],
+                   "params": [{"params.toml": stage_params(self.name)}]}
+        outs: list = [o.format(**folders) for o in self.outs]
+        outs += [{p.format(**folders): {"persist": True}} for p in self.persist]
+        # The stage's params stamps (hpsweep.params_deps) travel with its outputs, and
+        # persist: deleted before a run they would look new and rerun every rule.
+        outs.append({f"{folders['results']}/params/{self.name}": {"persist": True}})
+        d["outs"] = outs
         return d
+
+
+def _folders(params: Params) -> dict[str, str]:
+    s = params.study
+    return {"data": Path(s.data_dir).as_posix(), "results": Path(s.results_dir).as_posix(),
+            "reports": Path(s.reports_dir).as_posix()}
 
 
 # Rule -> the rule module that defines it and the scripts it runs.
@@ -73,80 +93,83 @@ RULE_SCRIPTS = {
     "mlflow_export": ["mlflow_export"],
 }
 
+# Paths in braces are the study's folders ({data}, {results}, {reports}).
 STAGES = [
     Stage(
         name="data",
         desc="Fetch (mirrors, then official URLs), verify and prepare the dataset.",
-        rules=["prepare_data"], target="prepare_data",
-        params=["data", "study.data_dir"],
+        target="prepare_data",
         deps=["src/hpsweep/data", *LIBRARY_CORE],
-        outs=["data/raw", "data/prepared"],
+        outs=["{data}/raw", "{data}/prepared"],
     ),
     Stage(
         name="sweeps",
         desc="Single-parameter sweeps, 2-D grids and named configs; extraction; tables.",
-        rules=["train_run", "summarize", "extract_run", "summary_tables"],
         target="summary_tables",
-        params=["study", "model", "train", "sweeps", "grids", "configs", "report.top_k"],
-        deps=["data/prepared", *LIBRARY_CORE, *TRAINER, "src/hpsweep/runstore.py",
+        deps=["{data}/prepared", *LIBRARY_CORE, *TRAINER, "src/hpsweep/runstore.py",
               "src/hpsweep/summarize.py", "src/hpsweep/stats.py", "src/hpsweep/tbextract.py"],
         # Run directories are named by their signature, so keeping them between
         # runs (persist) cannot mix results of other params or code.
-        persist=["results/runs"],
-        outs=["results/summary"],
+        persist=["{results}/runs"],
+        outs=["{results}/summary"],
         # After a DVC restore, re-stamp complete runs so Snakemake sees them as done.
         before="hpsweep runs sync --params params.toml",
     ),
     Stage(
         name="optuna",
         desc="Optuna refinement: warm-started from the sweeps, n_workers parallel jobs.",
-        rules=["optuna_setup", "optuna_worker", "optuna_collect"], target="optuna_collect",
-        params=["optuna", "model", "train", "study"],
-        deps=["data/prepared", "results/summary", *LIBRARY_CORE, *TRAINER,
+        target="optuna_collect",
+        deps=["{data}/prepared", "{results}/summary", *LIBRARY_CORE, *TRAINER,
               "src/hpsweep/tune.py", "src/hpsweep/tuning"],
         # Studies and trial runs are keyed by a signature of space, data and code.
-        persist=["results/optuna"],
+        persist=["{results}/optuna"],
     ),
     Stage(
         name="final",
         desc="Retrain the best configuration with final.seeds; test accuracy ± 95 % CI.",
-        rules=["final_run", "final_summary"], target="final_summary",
-        params=["final", "optuna.enabled"],
-        deps=["data/prepared", "results/optuna", *LIBRARY_CORE, *TRAINER,
+        target="final_summary",
+        deps=["{data}/prepared", "{results}/optuna", *LIBRARY_CORE, *TRAINER,
               "src/hpsweep/final.py"],
-        outs=["results/final"],
+        outs=["{results}/final"],
     ),
     Stage(
         name="report",
         desc="Figures and the Markdown report.",
-        rules=["plots", "report"], target="report",
-        params=["report"],
-        deps=["results/summary", "results/optuna", "results/final",
+        target="report",
+        deps=["{results}/summary", "{results}/optuna", "{results}/final",
               "src/hpsweep/plots.py", "src/hpsweep/report.py"],
-        outs=["reports"],
+        # Not the whole reports folder: git keeps its README.
+        outs=["{reports}/report.md", "{reports}/figures"],
     ),
     Stage(
         name="tracking",
         desc="MLflow export when tracking.mlflow = true (logs only what MLflow lacks).",
-        rules=["mlflow_export"], target="mlflow_export",
-        params=["tracking", "study.name"],
-        deps=["results/summary", "results/final", "reports", "src/hpsweep/tracking.py"],
-        # The job is idempotent (runs are tagged by signature), so DVC may always force it;
-        # a changed tracking section must reach it although Snakemake ignores params.
+        target="mlflow_export",
+        deps=["{results}/summary", "{results}/final", "{reports}/figures",
+              "src/hpsweep/tracking.py"],
+        # The job is idempotent (runs are tagged by signature), so DVC may always force it.
         forcerun=True,
         # The MLflow store (when local) grows run by run, like results/optuna.
-        persist=["results/mlflow"],
+        persist=["{results}/mlflow"],
     ),
 ]
 
-# DVC reads these for `dvc metrics show` and `dvc exp show`.
-METRICS = ["results/summary/metrics.json", "results/final/summary.json"]
-PLOTS = [
-    {"results/summary/sweep_lr.csv": {"x": "value", "y": "best_val_acc_mean",
-                                      "title": "Validation accuracy vs learning rate"}},
-    {"results/summary/sweep_batch_size.csv": {"x": "value", "y": "best_val_acc_mean",
-                                              "title": "Validation accuracy vs batch size"}},
-]
+
+def metrics(params: Params) -> list[str]:
+    """What DVC reads for `dvc metrics show` and `dvc exp show`."""
+    r = _folders(params)["results"]
+    return [f"{r}/summary/metrics.json", f"{r}/final/summary.json"]
+
+
+def plots(params: Params) -> list[dict]:
+    r = _folders(params)["results"]
+    return [
+        {f"{r}/summary/sweep_lr.csv": {"x": "value", "y": "best_val_acc_mean",
+                                       "title": "Validation accuracy vs learning rate"}},
+        {f"{r}/summary/sweep_batch_size.csv": {"x": "value", "y": "best_val_acc_mean",
+                                               "title": "Validation accuracy vs batch size"}},
+    ]
+
 
 HEADER = """\
 # Generated by `hpsweep dvc-yaml` from src/hpsweep/dvcyaml.py: edit that, not this.
@@ -157,7 +180,30 @@ HEADER = """\
 """
 
 
-def render() -> str:
-    doc = {"stages": {s.name: s.to_dict() for s in STAGES}, "metrics": METRICS,
-           "plots": PLOTS}
+def render(params: Params) -> str:
+    """dvc.yaml for the study in params.toml (its folders decide the outs)."""
+    doc = {"stages": {s.name: s.to_dict(params) for s in STAGES}, "metrics": metrics(params),
+           "plots": plots(params)}
     return HEADER + yaml.safe_dump(doc, sort_keys=False, width=100)
+
+
+def declared_outs(dvc_yaml: str | Path) -> set[str]:
+    """Every out path a dvc.yaml file declares."""
+    doc = yaml.safe_load(Path(dvc_yaml).read_text()) or {}
+    outs = set()
+    for stage in (doc.get("stages") or {}).values():
+        for o in stage.get("outs") or []:
+            outs.add(next(iter(o)) if isinstance(o, dict) else o)
+    return outs
+
+
+def folder_mismatch(params: Params, dvc_yaml: str | Path) -> str | None:
+    """One line when dvc.yaml's outs are not params.toml's folders (else None)."""
+    want = {o if isinstance(o, str) else next(iter(o))
+            for s in STAGES for o in s.to_dict(params)["outs"]}
+    have = declared_outs(dvc_yaml)
+    if want == have:
+        return None
+    return (f"{dvc_yaml} declares outputs for other folders than params.toml's [study] "
+            f"data_dir/results_dir/reports_dir ({', '.join(sorted(have - want)[:3])} ...); "
+            "regenerate it with `hpsweep dvc-yaml` and commit it")

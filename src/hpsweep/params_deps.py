@@ -215,13 +215,16 @@ def recorded_digest(path: Path) -> str | None:
         return None
 
 
-def write_stamps(params: Params, results_dir: Path, *, dryrun: bool = False) -> dict[str, str]:
+def write_stamps(params: Params, results_dir: Path, *, dryrun: bool = False,
+                 rules: set[str] | None = None) -> dict[str, str]:
     """rule -> the stamp file its jobs take as input (see the module docstring).
 
     A stamp is rewritten only when its content changed, so its modification time
     is the time the declared keys last changed. In a dry run a changed stamp is
     written to a scratch directory instead and that path returned: Snakemake then
-    shows the rule as due, and the real stamp is untouched.
+    shows the rule as due, and the real stamp is untouched. ``rules``: only these
+    may be rewritten (a DVC stage's --allowed-rules; the others' stamps are their
+    own stage's business, and their rules are not in this DAG).
     """
     out: dict[str, str] = {}
     scratch: Path | None = None
@@ -231,7 +234,7 @@ def write_stamps(params: Params, results_dir: Path, *, dryrun: bool = False) -> 
         path = stamp_path(results_dir, rule)
         text = stamp_text(params, rule)
         current = path.read_text() if path.is_file() else None
-        if current != text:
+        if current != text and (rules is None or rule in rules):
             if dryrun:
                 if scratch is None:
                     scratch = Path(tempfile.mkdtemp(prefix=f"hpsweep-dryrun-{os.getpid()}-"))
@@ -247,7 +250,8 @@ class SnakemakeStamps:
 
     Input functions, because Snakemake only knows whether it runs for real or as a
     dry run (-n, --summary, --lint, ...) after the Snakefile is parsed, when it
-    builds the DAG. Only a real run (or --touch) rewrites a stamp.
+    builds the DAG. Only a real run (or --touch) rewrites a stamp, and only of the
+    rules it may run (--allowed-rules).
     """
 
     def __init__(self, params: Params, results_dir: Path, workflow):
@@ -261,8 +265,10 @@ class SnakemakeStamps:
     def __call__(self, rule: str):
         def stamp(wildcards) -> str:
             if self._paths is None:
+                allowed = self._workflow.dag_settings.allowed_rules
                 self._paths = write_stamps(self._params, self._results_dir,
-                                           dryrun=not self._real_run())
+                                           dryrun=not self._real_run(),
+                                           rules=set(allowed) if allowed else None)
             return self._paths[rule]
         return stamp
 

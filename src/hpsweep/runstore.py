@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import params_deps
 from .study import Study
 
 # Files a run's downstream rules derive from metrics.json, touched after it.
@@ -69,7 +70,10 @@ def _downstream_layers(study: Study) -> list[list[Path]]:
 def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, int]:
     """Re-stamp what DVC restored, in DAG order, so nothing complete looks stale.
 
-    The data manifest keeps its time; complete valid runs, then what is derived
+    The params stamps (hpsweep.params_deps) go first: DVC restored each with the
+    outputs it describes. (A changed param still reruns its rules: the Snakefile
+    rewrites a stamp whose content differs, which gives it a new time.) The data
+    manifest keeps its time; complete valid runs, then what is derived
     from them (extraction, summaries, Optuna, final retrain, report), each get
     a later time. Incomplete or invalid runs are left alone (Snakemake reruns
     them), and Snakemake forgets how the restored files were made last time
@@ -78,6 +82,12 @@ def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, 
     counts: dict[str, int] = {}
     t = time.time()
     stamp = lambda path, when: os.utime(path, (when, when))  # noqa: E731
+    manifest = study.paths.manifest
+    first = min(t, manifest.stat().st_mtime) - 1 if manifest.is_file() else t - 1
+    for rule in params_deps.RULES:
+        path = params_deps.stamp_path(study.paths.results_dir, rule)
+        if path.is_file():
+            stamp(path, first)
     derived = []
     for run_id in study.plan.run_ids():
         st = inspect(study, run_id)
@@ -100,11 +110,6 @@ def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, 
     return counts
 
 
-# Outputs of rules with `params:` keep their history: a changed n_trials must
-# still rerun the Optuna workers.
-_KEEP_HISTORY = ("setup.json", "workers", "seed_")
-
-
 def _forget_history(study: Study, snakefile: Path, files: list[Path]) -> None:
     """Drop Snakemake's records of what made these files.
 
@@ -114,8 +119,6 @@ def _forget_history(study: Study, snakefile: Path, files: list[Path]) -> None:
     although the restored one matches the params. DVC vouches for restored
     files, so their history goes; modification times (set above) decide.
     """
-    files = [f for f in files if not any(k in f.parts[-2] + "/" + f.name
-                                         for k in _KEEP_HISTORY)]
     if not files or not Path(snakefile).is_file():
         return
     cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--config",
