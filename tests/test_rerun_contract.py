@@ -252,3 +252,38 @@ def test_a_changed_key_reruns_exactly_what_depends_on_it(contract, quick_study, 
         problems = [p for p in pool.map(check, prepared) if p]
     assert not problems, "\n".join(problems)
     assert scheduled(quick_study, quick_study / "params.toml", profile) == set()
+
+
+def test_declared_rule_graph_is_snakemakes(contract):
+    """params_deps' `after` (what made_from digests cover) is the DAG Snakemake builds."""
+    _, graph, _ = contract
+    snakemake_after = {r: {a for a, later in graph.items() if r in later} for r in graph}
+    # final_run reads the sweep summary instead of Optuna's best when optuna is off
+    conditional = {("final_run", "summarize")}
+    for rule, decl in params_deps.RULES.items():
+        declared = set(decl.after)
+        assert snakemake_after[rule] <= declared, (rule, snakemake_after[rule] - declared)
+        assert {(rule, a) for a in declared - snakemake_after[rule]} <= conditional, rule
+
+
+def test_status_names_what_a_changed_key_made_stale(quick_study, tmp_path):
+    from hpsweep.status import collect_status, render
+
+    text = (quick_study / "params.toml").read_text().replace("top_k = 3", "top_k = 4")
+    assert "top_k = 4" in text
+    changed = tmp_path / "params.toml"
+    changed.write_text(text)
+    study = Study.load(quick_study / "params.toml", root=quick_study)
+    assert collect_status(study, workdir=quick_study).stale == {}
+    st = collect_status(Study.load(changed, root=quick_study), workdir=quick_study)
+    assert st.stale == {r: ["report.top_k"] for r in ("summary_tables", "plots", "report")}
+    assert "report is stale: report.top_k changed since it ran; run snakemake" in render(st)
+    # the outputs say what they were made from
+    made = params_deps.made_from(study.params, "summary_tables")
+    metrics = json.loads((quick_study / "results/quick/summary/metrics.json").read_text())
+    assert metrics["made_from"] == made
+    assert made != params_deps.made_from(st.study.params, "summary_tables")
+    final = json.loads((quick_study / "results/quick/final/summary.json").read_text())
+    assert final["made_from"] == params_deps.made_from(study.params, "final_summary")
+    report = (quick_study / "reports/quick/report.md").read_text()
+    assert params_deps.made_from(study.params, "report") in report

@@ -39,6 +39,7 @@ from .layout import (
     seed_dir,
     summary_path,
 )
+from .params_deps import made_from
 from .space import RunSpec, code_version, make_run
 from .study import Study
 
@@ -206,6 +207,8 @@ def write_final_summary(study: Study) -> dict[str, Any]:
         "trained_on": "train+val" if on_val else "train",
         "tuned_val_acc": best.get("val_acc"), "exported_seed": export["seed"],
         "per_seed": per_seed,
+        # the params this result was made from (hpsweep.params_deps): checkable later
+        "made_from": made_from(study.params, "final_summary"),
         "best": best, "overrides": final_overrides(study, best),
         # the retrained configuration as dotted model.* / train.* keys (readable tables),
         # and as the nested run config the trainer took

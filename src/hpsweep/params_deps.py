@@ -72,6 +72,9 @@ class RuleParams:
     # Keys that choose which jobs the rule has (its wildcards: runs, seeds, workers): a
     # change adds or drops jobs and leaves the existing ones alone.
     jobs: tuple[str, ...] = ()
+    # The rules whose outputs it reads (the rule graph; a test checks it against
+    # Snakemake's --rulegraph): what its outputs were made from includes their keys.
+    after: tuple[str, ...] = ()
     # False: content-addressed outputs (run directories named by signature), no stamp.
     stamped: bool = True
     reads: str = ""  # the library function that reads the keys
@@ -89,38 +92,44 @@ def _keys(*groups) -> tuple[str, ...]:
 RULES: dict[str, RuleParams] = {r.rule: r for r in [
     RuleParams("prepare_data", "data", _keys(
         "data.dataset", "data.csv_path", "data.val_fraction", "data.split_seed",
-        "data.train_subset", _DATA, _RES), reads="data.prepare.prepare"),
+        "data.train_subset", _DATA, _RES), after=(), reads="data.prepare.prepare"),
     RuleParams("train_run", "sweeps", _keys(RUN_CONFIG, _RES), PLAN, stamped=False,
+               after=("prepare_data",),
                reads="runner.train_planned_run (through the run signature)"),
     RuleParams("extract_run", "sweeps", _keys(RUN_CONFIG, _RES), PLAN, stamped=False,
-               reads="tbextract.extract_run (one per run directory)"),
+               after=("train_run",), reads="tbextract.extract_run (one per run directory)"),
     RuleParams("summarize", "sweeps", _keys(RUN_CONFIG, PLAN, _RES),
-               reads="summarize.write_experiment_summary"),
+               after=("train_run",), reads="summarize.write_experiment_summary"),
     RuleParams("summary_tables", "sweeps", _keys(RUN_CONFIG, PLAN, "report.top_k", _RES),
+               after=("summarize", "extract_run"),
                reads="summarize.write_summary_tables (shortlist: report.top_k)"),
     RuleParams("optuna_setup", "optuna", _keys(OPTUNA_STUDY, "optuna.warm_start"),
-               reads="tune.setup_study"),
+               after=("summarize", "prepare_data"), reads="tune.setup_study"),
     RuleParams("optuna_worker", "optuna", _keys(
         OPTUNA_STUDY, "optuna.warm_start", "optuna.n_trials", "optuna.pruner", "optuna.seed"),
-        ("optuna.n_workers",), reads="tune.run_worker"),
+        ("optuna.n_workers",), after=("optuna_setup", "summarize", "prepare_data"),
+        reads="tune.run_worker"),
     RuleParams("optuna_collect", "optuna", _keys(OPTUNA_STUDY, "optuna.n_workers"),
-               reads="tune.collect"),
+               after=("optuna_worker",), reads="tune.collect"),
     RuleParams("final_run", "final", _keys(
         RUN_CONFIG, "optuna.enabled", "final.epochs", "final.train_on_val", "study.name", _RES),
-        ("final.seeds",), reads="final.run_final_seed"),
+        ("final.seeds",), after=("optuna_collect", "summarize", "prepare_data"),
+        reads="final.run_final_seed"),
     RuleParams("final_summary", "final", _keys(
         RUN_CONFIG, "optuna.enabled", "final.seeds", "final.epochs", "final.train_on_val",
-        "study.name", _RES), reads="final.write_final_summary"),
+        "study.name", _RES), after=("final_run",), reads="final.write_final_summary"),
     RuleParams("plots", "report", _keys(
         RUN_CONFIG, PLAN, "report.top_k", "report.baselines", _RES, _REP),
+        after=("summary_tables", "summarize", "extract_run", "prepare_data"),
         reads="plots.make_figures"),
     # The report describes the whole study: its setup, every stage's settings and results.
     RuleParams("report", "report", _keys(
         RUN_CONFIG, PLAN, "study.name", "optuna", "final", "report", _RES, _REP, _DATA),
+        after=("summarize", "summary_tables", "plots", "optuna_collect", "final_summary"),
         reads="report.build_report"),
     RuleParams("mlflow_export", "tracking", _keys(
         "tracking", "study.name", "final.enabled", "final.seeds", _RES),
-        reads="tracking.export_study"),
+        after=("summarize", "plots", "final_summary"), reads="tracking.export_study"),
 ]}
 
 STAGES = ("data", "sweeps", "optuna", "final", "report", "tracking")
@@ -287,14 +296,38 @@ def stale_rules(params: Params, results_dir: Path) -> dict[str, list[str]]:
             out[rule] = ["(unreadable stamp)"]
             continue
         now = rule_inputs(params, rule)
-        changed = [k for k in now if json.dumps(now[k], sort_keys=True, default=str)
-                   != json.dumps(recorded.get(k), sort_keys=True, default=str)]
+        changed = [leaf for k in now for leaf in _changed_leaves(k, recorded.get(k), now[k])]
         if changed:
             out[rule] = changed
     return out
 
 
-def study_digest(params: Params) -> str:
-    """Digest of every key any rule depends on: names the params a study's outputs
-    belong to (written into the metrics, the report and the final summary)."""
-    return digest({rule: rule_inputs(params, rule) for rule in RULES})
+def _changed_leaves(key: str, old: Any, new: Any) -> list[str]:
+    """The dotted leaf keys under ``key`` whose values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [leaf for k in sorted(set(old) | set(new))
+                for leaf in _changed_leaves(f"{key}.{k}", old.get(k), new.get(k))]
+    same = json.dumps(old, sort_keys=True, default=str) == json.dumps(new, sort_keys=True,
+                                                                         default=str)
+    return [] if same else [key]
+
+
+def upstream(rule: str) -> list[str]:
+    """``rule`` and every rule before it in the rule graph."""
+    seen: list[str] = []
+    todo = [rule]
+    while todo:
+        r = todo.pop()
+        if r not in seen:
+            seen.append(r)
+            todo += RULES[r].after
+    return seen
+
+
+def made_from(params: Params, rule: str) -> str:
+    """Digest of every params key the outputs of ``rule`` were made from: its own
+    and those of every rule before it. Written into the study's results (metrics,
+    final summary, trials, report, MLflow) so anyone can check that a result
+    belongs to the params it is shown with (`hpsweep status` does)."""
+    keys = sorted({k for r in upstream(rule) for k in (*RULES[r].keys, *RULES[r].jobs)})
+    return digest({k: value_at(params, k) for k in keys})

@@ -30,6 +30,7 @@ from .layout import (
     report_path,
     summary_path,
 )
+from .params_deps import made_from
 from .plots import load_table
 from .space import format_value
 from .study import Study
@@ -564,7 +565,9 @@ def _reproduce(doc: _Doc, study: Study) -> None:
             "```bash\n"
             f"snakemake --cores 4 --config params={study.params_path}   # the whole study\n"
             "dvc repro                                  # the same, versioned by DVC\n"
-            "```")
+            "```",
+            f"Made from params digest `{made_from(study.params, 'report')}` (every key this "
+            "report depends on; `hpsweep status` names any that changed since).")
 
 
 # ------------------------------------------------------------------ entry point

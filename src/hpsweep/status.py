@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import params_deps
 from .runstore import inspect
 from .space import format_value
 from .study import Study
@@ -366,6 +367,8 @@ class StudyStatus:
     final: dict[str, Any]
     report: dict[str, Any]
     failed_logs: dict[str, str]
+    # rule -> the params keys that changed since its outputs were made
+    stale: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -385,7 +388,8 @@ def collect_status(study: Study, workdir: str | Path = ".") -> StudyStatus:
     runs = run_rows(study, sm)
     return StudyStatus(study, sm, runs, group_rows(study, runs), optuna_status(study),
                        final_status(study, sm), report_status(study),
-                       failed_logs(study.paths.logs))
+                       failed_logs(study.paths.logs),
+                       params_deps.stale_rules(study.params, study.paths.results_dir))
 
 
 # -- text -------------------------------------------------------------------------------------
@@ -418,6 +422,9 @@ def render(st: StudyStatus) -> str:
         out.append("Snakemake: locked (cannot see its processes here)")
     else:
         out.append("Snakemake: not running")
+    for rule, keys in st.stale.items():
+        shown = ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+        out.append(f"{rule} is stale: {shown} changed since it ran; run snakemake")
     if sm.log:
         out.append(f"Snakemake log: {sm.log}")
 

@@ -29,6 +29,7 @@ import pandas as pd
 
 from .atomic import atomic_path, write_text
 from .layout import experiment_summary_path, table_outputs
+from .params_deps import made_from
 from .space import format_value, plan_id
 from .stats import mean_ci
 from .study import Study
@@ -364,6 +365,8 @@ def write_summary_tables(study: Study, summary_csv: str | Path | None = None
     _csv(configs.head(params.report.top_k), outs["shortlist"])
     metrics = study_metrics(table, configs, fails, sweeps)
     metrics["plan_id"] = plan_id(study.plan)
+    # the params these tables were made from (hpsweep.params_deps): checkable later
+    metrics["made_from"] = made_from(study.params, "summary_tables")
     write_text(outs["metrics"], json.dumps(metrics, indent=2) + "\n")
     return outs
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .layout import export_dir, export_marker
+from .params_deps import made_from
 from .study import Study
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,8 @@ def export_study(study: Study) -> dict[str, Any]:
         seen.add(run["signature"])
         logged.append(run["run_id"])
         log.info("mlflow: logged %s (%s)", run["name"], run["dir"])
-    summary = {"mlflow": True, "tracking_uri": uri, "experiment": name, "experiment_id": exp_id,
+    summary = {"mlflow": True, "made_from": made_from(study.params, "mlflow_export"),
+               "tracking_uri": uri, "experiment": name, "experiment_id": exp_id,
                "logged": logged, "already_there": skipped}
     write_text(export_marker(study), json.dumps(summary, indent=2))
     return summary

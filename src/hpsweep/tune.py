@@ -61,6 +61,7 @@ from .atomic import write_text
 from .config import ParamsError
 from .data.prepared import PreparedData, load_prepared
 from .layout import OBJECTIVES, OptunaLayout
+from .params_deps import made_from
 from .space import code_version, make_run
 from .study import Study
 from .tuning.algorithms import make_pruner, make_sampler
@@ -502,9 +503,13 @@ def collect(study: Study) -> dict[str, Any]:
     tuner = Tuner(study)
     ostudy = tuner.load()
     table = trials_table(tuner, ostudy)
+    # the params these trials were made from (hpsweep.params_deps): checkable later
+    digest = made_from(study.params, "optuna_collect")
+    table["made_from"] = digest
     with atomic_path(tuner.trials_csv) as tmp:
         table.to_csv(tmp, index=False)
     best = best_record(tuner, ostudy)
+    best["made_from"] = digest
     write_text(tuner.best_params_path, json.dumps(best, indent=2, default=str))
     best["figures"] = write_figures(ostudy, tuner.figures_dir, tuner.multi_objective)
     log.info("best trial %d: val acc %.4f, %s", best["trial_number"], best["value"],
