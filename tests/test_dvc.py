@@ -11,6 +11,7 @@ the test recomputes from the params DVC shows for that experiment.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -24,11 +25,11 @@ import tomli_w
 from studyfixtures import (
     FMNIST_MIRROR,
     ROOT,
-    copy_project,
     project_env,
     shrunk_params,
 )
 
+from hpsweep import params_deps
 from hpsweep.config import load_params
 from hpsweep.dvcyaml import STAGES, render
 
@@ -67,6 +68,18 @@ def plan_id_of(proj: Path, params: dict) -> int:
     return int(out.strip().splitlines()[-1])
 
 
+def made_from_of(proj: Path, params: dict, rule: str) -> str:
+    """params_deps.made_from of `params` under the project's own code (a subprocess)."""
+    path = proj / ".probe-params.toml"
+    path.write_text(tomli_w.dumps(params))
+    code = ("import sys; from hpsweep.config import load_params; "
+            "from hpsweep.params_deps import made_from; "
+            "print(made_from(load_params(sys.argv[1]), sys.argv[2]))")
+    out = run(proj, sys.executable, "-c", code, str(path), rule)
+    path.unlink()
+    return out.strip().splitlines()[-1]
+
+
 def workspace_params(proj: Path) -> dict:
     return tomli.loads((proj / "params.toml").read_text())
 
@@ -83,23 +96,32 @@ def assert_metrics_match_params(proj: Path) -> None:
         for exp in [commit, *[e for group in commit.get("experiments") or []
                               for e in group.get("revs", [])]]:
             data = (exp.get("data") or {})
-            m = (data.get("metrics") or {}).get("results/summary/metrics.json", {}).get("data")
+            shown_metrics = data.get("metrics") or {}
+            m = shown_metrics.get("results/summary/metrics.json", {}).get("data")
+            f = shown_metrics.get("results/final/summary.json", {}).get("data")
             p = (data.get("params") or {}).get("params.toml", {}).get("data")
             if not m or not p or exp.get("rev") == "workspace":
                 continue
             assert m["plan_id"] == plan_id_of(proj, p), f"stale metrics in {exp.get('name')}"
+            assert m["made_from"] == made_from_of(proj, p, "summary_tables"), exp.get("name")
+            # the final result covers every stage before it (Optuna included)
+            assert f["made_from"] == made_from_of(proj, p, "final_summary"), \
+                f"stale final summary in {exp.get('name')}"
             checked += 1
     assert checked >= 1
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    proj = copy_project(tmp_path_factory.mktemp("dvcproj"))
+    """A `git clone` of this repository (what a user has: dvc.yaml, .dvc/, the README
+    files git keeps in data/, results/ and reports/), with a shrunk study committed."""
+    proj = tmp_path_factory.mktemp("dvcproj") / "hpsweep"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(proj)], check=True)
     shrunk_params(proj, subset=300, values=2, sweeps=1, grids=False, configs=False,
                   optuna__n_trials=2, optuna__n_workers=1, final__seeds=[0])
     # The shrunk study's run totals: `sweeps` has one sweep of 2 values (+ baseline).
-    for cmd in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.invalid"],
-                ["git", "config", "user.name", "test"], ["dvc", "init", "-q"],
+    for cmd in (["git", "config", "user.email", "t@example.invalid"],
+                ["git", "config", "user.name", "test"],
                 ["dvc", "config", "core.autostage", "true"]):
         run(proj, *cmd)
     run(proj, "git", "add", "-A")
@@ -202,6 +224,51 @@ def test_shrinking_a_sweep(project):
     table = (project / "results/summary/experiment_summary.csv").read_text().splitlines()
     assert len(table) - 1 == 2  # header + baseline + the one remaining sweep value
     assert metrics(project)["plan_id"] == plan_id_of(project, params)
+
+
+def restore_baseline(proj: Path) -> None:
+    run(proj, "git", "checkout", "--", "params.toml", "dvc.lock")
+    run(proj, "dvc", "checkout", "--force")
+    run(proj, "hpsweep", "runs", "sync")
+
+
+@NEEDS_DATA
+def test_dvc_status_names_the_stages_a_key_affects(project):
+    restore_baseline(project)
+    for key, value in (("report.title", "another title"), ("optuna.n_trials", 4),
+                       ("final.epochs", 2), ("report.top_k", 2), ("data.mirrors", ["/x"])):
+        params = workspace_params(project)
+        section, leaf = key.split(".")
+        params[section][leaf] = value
+        (project / "params.toml").write_text(tomli_w.dumps(params))
+        shown = json.loads(run(project, "dvc", "status", "--json") or "{}")
+        want = {s for s in params_deps.STAGES
+                if any(params_deps.covers(p, key) for p in params_deps.stage_params(s))}
+        assert set(shown) == want, (key, shown)
+        run(project, "git", "checkout", "--", "params.toml")
+
+
+@NEEDS_DATA
+def test_an_optuna_final_and_report_key_under_exp_run(project):
+    """Each experiment records the results of its own params, not the baseline's: the
+    Optuna trials, the final retrain and the report carry the digest of the params they
+    were made from, recomputed here from the params the experiment shows."""
+    for name, setting in (("exp-trials", "optuna.n_trials=3"), ("exp-final", "final.epochs=2"),
+                          ("exp-topk", "report.top_k=1")):
+        restore_baseline(project)
+        run(project, "dvc", "exp", "run", "-n", name, "-S", f"params.toml:{setting}")
+        p = workspace_params(project)
+        optuna_dir = project / "results/optuna" / p["study"]["name"]
+        with open(optuna_dir / "trials.csv", newline="") as fh:
+            digests = {row["made_from"] for row in csv.DictReader(fh)}
+        assert digests == {made_from_of(project, p, "optuna_collect")}
+        best = json.loads((optuna_dir / "best_params.json").read_text())
+        # trained trials, warm-start trials aside: the experiment's n_trials
+        assert best["counts"]["finished"] == p["optuna"]["n_trials"], name
+        final = json.loads((project / "results/final/summary.json").read_text())
+        assert final["made_from"] == made_from_of(project, p, "final_summary")
+        assert made_from_of(project, p, "report") in (project / "reports/report.md").read_text()
+    assert_metrics_match_params(project)
 
 
 @NEEDS_DATA
