@@ -168,3 +168,19 @@ def test_signature_changes_with_params():
     data["train"]["label_smoothing"] = 0.0
     after = set(expand(parse_params(data)).run_ids())
     assert not before & after
+
+
+@pytest.mark.parametrize(("data", "hint"), [
+    # a swept/config/space key: the keys of its own section (for the arch), one line each
+    ({"sweeps": {"lr": {"param": "train.learning_rate", "values": [0.1]}}},
+     "sweeps.lr: train.learning_rate: unknown key (allowed: epochs, batch_size, optimizer, lr,"),
+    ({"configs": {"c": {"model.widht": 3}}}, "configs.c: model.widht: unknown key (did you mean "
+                                             "'width'?)"),
+    ({"optuna": {"space": {"train.xyzzy": {"type": "float", "low": 0.1, "high": 1}}}},
+     "optuna.space.train.xyzzy: train.xyzzy: unknown key (allowed: epochs,"),
+    ({"train": {"batch_sise": 64}}, "train.batch_sise: unknown key (did you mean 'batch_size'?)"),
+])
+def test_unknown_key_hints_name_the_keys_of_its_section(data, hint):
+    problems = problems_of(data)
+    assert any(p.startswith(hint) for p in problems), problems
+    assert not any(p.startswith("allowed:") or "allowed: study" in p for p in problems), problems

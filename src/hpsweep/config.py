@@ -387,7 +387,7 @@ def resolve_run(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
     try:
         train = TrainConfig.model_validate(cfg["train"])
     except ValidationError as e:
-        problems += _format_errors(e, prefix="train.")
+        problems += _format_errors(e, prefix="train.", section=TrainConfig)
     if problems:
         raise ParamsError(problems)
     cfg["model"] = model.model_dump()
@@ -401,11 +401,13 @@ def run_signature(run_cfg: dict[str, Any], extra: dict[str, Any] | None = None) 
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _unknown_key_hint(raw_loc: tuple) -> str:
-    """Say what a mistyped or misplaced key was probably meant to be."""
+def _unknown_key_hint(raw_loc: tuple, base: type[BaseModel] = None) -> str:
+    """Say what a mistyped or misplaced key was probably meant to be: the closest key
+    of the section it is in (``base``: the section ``raw_loc`` is relative to), or that
+    section's keys. The hint goes in parentheses: problems are joined with "; "."""
     leaf = str(raw_loc[-1])
     families = {"mlp": MLPConfig, "cnn": CNNConfig}
-    section = Params if len(raw_loc) == 1 else None
+    section = (base or Params) if len(raw_loc) == 1 else None
     if len(raw_loc) == 2:
         section = _SECTIONS.get(str(raw_loc[0]))
     if len(raw_loc) >= 2 and raw_loc[-2] in families:
@@ -414,20 +416,21 @@ def _unknown_key_hint(raw_loc: tuple) -> str:
         if leaf in other.model_fields:
             return f"is a {other().arch.upper()} key but model.arch is {section().arch!r}"
     if section is None:
-        return "unknown key; check its spelling against params.toml's comments"
+        return "unknown key (check its spelling against params.toml's comments)"
     close = difflib.get_close_matches(leaf, list(section.model_fields), n=1)
     hint = f"did you mean {close[0]!r}?" if close else "allowed: " + ", ".join(section.model_fields)
-    return f"unknown key; {hint}"
+    return f"unknown key ({hint})"
 
 
-def _format_errors(err: ValidationError, prefix: str = "") -> list[str]:
+def _format_errors(err: ValidationError, prefix: str = "",
+                   section: type[BaseModel] | None = None) -> list[str]:
     lines = []
     for e in err.errors():
         loc = [str(p) for p in e["loc"] if not (isinstance(p, str) and p in ("mlp", "cnn"))]
         key = prefix + ".".join(loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            lines.append(f"{key}: {_unknown_key_hint(e['loc'])}")
+            lines.append(f"{key}: {_unknown_key_hint(e['loc'], section)}")
         elif e["type"] == "value_error" and not loc:
             lines += [m.strip() for m in msg.split("; ")]
         else:
