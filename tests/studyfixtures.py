@@ -1,7 +1,7 @@
 """Shrink the shipped params.toml into a quick study for end-to-end tests.
 
 Tests run the real configuration with fewer samples, values and epochs rather
-than a fake one (DESIGN.md principle 6).
+than a fake one.
 """
 
 from __future__ import annotations

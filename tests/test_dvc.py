@@ -1,12 +1,13 @@
 """DVC over Snakemake: one DAG, no stale metrics, no timestamp surprises.
 
-Replays the sequences shared/notes/dvc-snakemake.md found to record stale
-results (experiment A -> back to baseline -> A's params again; a queued
-experiment; an edit of the training code; a shrunk sweep; restores that give
-files new modification times) with the real dvc and snakemake, and checks
-that every metric DVC records belongs to the params and code it is recorded
-under: the study metrics carry `plan_id`, a hash of the run signatures, which
-the test recomputes from the params DVC shows for that experiment.
+Runs in a `git clone` of this repository, as a user would. Replays the sequences
+that record stale results in a naive DVC-over-Snakemake setup (experiment A ->
+back to baseline -> A's params again; a queued experiment; an edit of the
+training code; a shrunk sweep; Optuna, final and report keys; restores that give
+files new modification times) with the real dvc and snakemake, and checks that
+every metric DVC records belongs to the params and code it is recorded under:
+the study metrics carry `plan_id` (a hash of the run signatures) and `made_from`
+(hpsweep.params_deps), which the test recomputes from the experiment's params.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Every run is identified by a signature of what determines its result: the
 resolved run config, its seed, the dataset identity and the training code.
 The run directory is named by that signature, so a run trained under other
 params or other code can never be mistaken for this one (a stale result is
-impossible by construction, see shared/notes/dvc-snakemake.md), and a config
+impossible by construction), and a config
 that appears in several sweeps (the baseline value of each sweep) is trained
 once and shared.
 """

@@ -17,8 +17,8 @@ Paths (``Tuner``), for a study named S:
 space, trial epochs, cv folds, objectives, trial seed, data identity, training
 code); the Optuna study is named ``S-<key>``. Editing any of these starts a new
 study (and new trial directories) instead of mixing incomparable trials, as run
-directories do for sweeps (DESIGN.md principle 3). n_trials, sampler and pruner
-are not part of it: raising n_trials continues the study.
+directories do for sweeps. n_trials, sampler and pruner are not part of it:
+raising n_trials continues the study (the workers' params stamp reruns them).
 
 Counting. ``optuna.n_trials`` counts *trained* trials that finished (COMPLETE
 or PRUNED); warm-start trials (already trained sweep runs) do not count, or a
