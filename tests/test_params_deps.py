@@ -64,3 +64,17 @@ def test_a_jobs_key_adds_jobs_without_rerunning_the_others():
     assert "final.seeds" in params_deps.RULES["final_run"].jobs
     assert "final.seeds" not in params_deps.RULES["final_run"].keys
     assert "final_run" in params_deps.rules_reading("final.seeds")
+
+
+def test_deps_prints_what_each_key_reruns(capsys):
+    from studyfixtures import ROOT
+
+    from hpsweep.cli import main
+
+    assert main(["deps", "--params", str(ROOT / "studies/quick.toml")]) == 0
+    lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[1:]}
+    assert lines["report.title"].split(None, 1)[1] == "report | report"
+    assert "nothing (where the files come from" in lines["data.mirrors"]
+    assert lines["optuna.n_trials"].split(None, 1)[1] == (
+        "optuna_worker, optuna_collect, final_run, final_summary, report, mlflow_export | "
+        "optuna, report")

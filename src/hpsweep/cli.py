@@ -109,6 +109,20 @@ def _cmd_runs_stale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deps(args: argparse.Namespace) -> int:
+    from .params_deps import NO_EFFECT, rerun_table
+
+    rows = rerun_table(load_params(args.params))
+    width = max(len(k) for k, *_ in rows)
+    print(f"{'key':<{width}}  rules a change reruns (and the rules after them) | dvc stages")
+    for key, rules, stages in rows:
+        why = next((w for p, w in NO_EFFECT.items() if key == p or key.startswith(p + ".")),
+                   "")
+        shown = ", ".join(rules) if rules else f"nothing ({why})" if why else "nothing"
+        print(f"{key:<{width}}  {shown} | {', '.join(stages) or '-'}")
+    return 0
+
+
 def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
     from .atomic import write_text
     from .dvcyaml import render
@@ -211,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = runs.add_parser("stale", help="list run directories the params file no longer uses")
     p.add_argument("--params", default=DEFAULT_PARAMS)
     p.set_defaults(func=_cmd_runs_stale)
+
+    p = sub.add_parser("deps", help="what a change of each params key reruns (rules, DVC stages)")
+    p.add_argument("--params", default=DEFAULT_PARAMS)
+    p.set_defaults(func=_cmd_deps)
 
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml (coarse stages calling Snakemake)")
     p.add_argument("--output", default="dvc.yaml")

@@ -331,3 +331,34 @@ def made_from(params: Params, rule: str) -> str:
     belongs to the params it is shown with (`hpsweep status` does)."""
     keys = sorted({k for r in upstream(rule) for k in (*RULES[r].keys, *RULES[r].jobs)})
     return digest({k: value_at(params, k) for k in keys})
+
+
+def downstream(rules: set[str]) -> set[str]:
+    """``rules`` and every rule after them in the rule graph (what a change reruns)."""
+    out = set(rules)
+    grew = True
+    while grew:
+        later = {r for r, d in RULES.items() if r not in out and out & set(d.after)}
+        out |= later
+        grew = bool(later)
+    return out
+
+
+def leaf_keys(params: Params) -> list[str]:
+    """Every leaf key of a validated study (schema defaults included)."""
+    def walk(node: Any, prefix: str) -> list[str]:
+        if isinstance(node, dict) and node:
+            return [k for key, v in node.items() for k in walk(v, f"{prefix}{key}.")]
+        return [prefix[:-1]]
+    return walk(params.model_dump(mode="json"), "")
+
+
+def rerun_table(params: Params) -> list[tuple[str, list[str], list[str]]]:
+    """(key, rules a change of it reruns, DVC stages it invalidates) for every leaf key:
+    `hpsweep deps` prints it."""
+    rows = []
+    for key in leaf_keys(params):
+        rules = downstream(rules_reading(key)) & rules_in_dag(params)
+        stages = [s for s in STAGES if any(covers(p, key) for p in stage_params(s))]
+        rows.append((key, [r for r in RULES if r in rules], stages))
+    return rows
