@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import params_deps
+from . import layout, params_deps
 from .study import Study
 
 # Files a run's downstream rules derive from metrics.json, touched after it.
@@ -50,20 +50,20 @@ def inspect(study: Study, run_id: str) -> RunState:
 
 def _downstream_layers(study: Study) -> list[list[Path]]:
     """Outputs after the runs, in the order the DAG makes them (may not exist)."""
-    res, rep = study.paths.results_dir, study.paths.reports_dir
-    summary = res / "summary" / "experiment_summary.csv"
+    summary = layout.experiment_summary_path(study)
+    optuna = study.paths.results_dir / "optuna"  # every study name's and key's outputs
+    final = layout.final_dir(study)
     glob = lambda root, pat: sorted(root.glob(pat)) if root.is_dir() else []  # noqa: E731
     return [
         [summary],
-        [p for p in glob(res / "summary", "*") if p != summary],
-        glob(res / "optuna", "**/setup.json"),
-        glob(res / "optuna", "**/workers/*.json"),
-        [p for p in glob(res / "optuna", "*/*") if p.is_file()]
-        + glob(res / "optuna", "*/figures/*"),
-        glob(res / "final", "seed_*/metrics.json"),
-        [p for p in glob(res / "final", "*") if p.is_file()],
-        glob(rep / "figures", "*"),
-        [rep / "report.md"],
+        [p for p in glob(layout.summary_dir(study), "*") if p != summary],
+        glob(optuna, "**/setup.json"),
+        glob(optuna, "**/workers/*.json"),
+        [p for p in glob(optuna, "*/*") if p.is_file()] + glob(optuna, "*/figures/*"),
+        glob(final, "seed_*/metrics.json"),
+        [p for p in glob(final, "*") if p.is_file()],
+        glob(layout.figures_dir(study), "*"),
+        [layout.report_path(study)],
     ]
 
 

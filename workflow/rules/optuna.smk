@@ -6,13 +6,13 @@
 #                   optuna.n_trials finished (never more; a dead worker's trial is retried)
 #   optuna_collect  trials.csv, best_params.json, results/optuna/<study>/figures/optuna_*.png
 #
-# Paths come from hpsweep.layout.OptunaLayout; <key> in them is a signature of what decides a
-# trial's result (space, baseline, epochs, data, code), so a changed space starts a
-# new study instead of mixing trials.
+# Paths come from hpsweep.layout.OptunaLayout; <key> in them is a signature of what
+# decides a trial's result (space, baseline, epochs, data, code), so a changed space
+# starts a new study instead of mixing trials.
 
-from hpsweep.layout import OptunaLayout
+from hpsweep import layout as _layout
 
-TUNER = OptunaLayout(STUDY)
+TUNER = _layout.OptunaLayout(STUDY)
 # What `rule all` asks for (nothing when optuna.enabled = false).
 OPTUNA_OUTPUTS = TUNER.collect_outputs() if STUDY.params.optuna.enabled else []
 
@@ -25,7 +25,7 @@ localrules:
 rule optuna_setup:
     input:
         # Warm start reads the completed sweeps: the summary is made after all of them.
-        summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
+        summary=str(_layout.experiment_summary_path(STUDY)),
         manifest=str(PATHS.manifest),
         stamp=PARAMS_STAMP("optuna_setup"),
     output:
@@ -41,7 +41,7 @@ rule optuna_setup:
 rule optuna_worker:
     input:
         setup=str(TUNER.setup_marker),
-        summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
+        summary=str(_layout.experiment_summary_path(STUDY)),
         manifest=str(PATHS.manifest),
         # n_trials, sampler, pruner are not part of <key>: a change reruns (continues)
         # the workers through this file.

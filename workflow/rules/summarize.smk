@@ -2,6 +2,8 @@
 # Reads the runs' small metrics.json files: on a cluster it runs on the submit host
 # (localrules) rather than cost a job submission and a status-check cycle.
 
+from hpsweep import layout as _layout
+
 localrules:
     summarize,
 
@@ -11,7 +13,7 @@ rule summarize:
         STUDY.run_metrics(),
         stamp=PARAMS_STAMP("summarize"),
     output:
-        summary=str(PATHS.results_dir / "summary" / "experiment_summary.csv"),
+        summary=str(_layout.experiment_summary_path(STUDY)),
     log:
         str(PATHS.logs / "summarize.log"),
     conda:
