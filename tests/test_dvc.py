@@ -232,7 +232,9 @@ def test_shrinking_a_sweep(project):
 
 
 def restore_baseline(proj: Path) -> None:
-    run(proj, "git", "checkout", "--", "params.toml", "dvc.lock")
+    """The committed study: params, lock and code as HEAD has them (`git checkout --`
+    alone takes the index, where DVC's autostage put the last experiment's lock)."""
+    run(proj, "git", "checkout", "HEAD", "--", "params.toml", "dvc.lock", "src")
     run(proj, "dvc", "checkout", "--force")
     run(proj, "hpsweep", "runs", "sync")
 
@@ -250,7 +252,7 @@ def test_dvc_status_names_the_stages_a_key_affects(project):
         want = {s for s in params_deps.STAGES
                 if any(params_deps.covers(p, key) for p in params_deps.stage_params(s))}
         assert set(shown) == want, (key, shown)
-        run(project, "git", "checkout", "--", "params.toml")
+        run(project, "git", "checkout", "HEAD", "--", "params.toml")
 
 
 @NEEDS_DATA
