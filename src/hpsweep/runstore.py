@@ -70,24 +70,27 @@ def _downstream_layers(study: Study) -> list[list[Path]]:
 def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, int]:
     """Re-stamp what DVC restored, in DAG order, so nothing complete looks stale.
 
-    The params stamps (hpsweep.params_deps) go first: DVC restored each with the
-    outputs it describes. (A changed param still reruns its rules: the Snakefile
-    rewrites a stamp whose content differs, which gives it a new time.) The data
-    manifest keeps its time; complete valid runs, then what is derived
-    from them (extraction, summaries, Optuna, final retrain, report), each get
-    a later time. Incomplete or invalid runs are left alone (Snakemake reruns
-    them), and Snakemake forgets how the restored files were made last time
-    (see _forget_history). Returns how many runs are in each state.
+    Oldest first: the params stamps (hpsweep.params_deps; DVC restored each with
+    the outputs it describes), the prepared data, complete valid runs, then what
+    is derived from them (extraction, summaries, Optuna, final retrain, report),
+    each a second later, the last one a second ago: never in the future, or a
+    stamp the Snakefile rewrites right after (a changed param) would still look
+    older than the outputs it makes stale. Incomplete or invalid runs are left
+    alone (Snakemake reruns them), and Snakemake forgets how the restored files
+    were made last time (see _forget_history). Returns how many runs are in each
+    state.
     """
     counts: dict[str, int] = {}
-    t = time.time()
+    layers = _downstream_layers(study)
+    t = time.time() - len(layers) - 2  # the runs' time; the last layer gets now - 1
     stamp = lambda path, when: os.utime(path, (when, when))  # noqa: E731
-    manifest = study.paths.manifest
-    first = min(t, manifest.stat().st_mtime) - 1 if manifest.is_file() else t - 1
     for rule in params_deps.RULES:
         path = params_deps.stamp_path(study.paths.results_dir, rule)
         if path.is_file():
-            stamp(path, first)
+            stamp(path, t - 2)
+    for path in (study.paths.prepared, study.paths.manifest):
+        if path.is_file():
+            stamp(path, t - 1)
     derived = []
     for run_id in study.plan.run_ids():
         st = inspect(study, run_id)
@@ -100,7 +103,7 @@ def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, 
     for path in derived:
         stamp(path, t + 1)
     restored = list(derived)
-    for i, layer in enumerate(_downstream_layers(study), start=2):
+    for i, layer in enumerate(layers, start=2):
         for path in layer:
             if path.is_file():
                 stamp(path, t + i)
