@@ -21,6 +21,8 @@ from pathlib import Path
 from . import layout, params_deps
 from .study import Study
 
+# Seconds between the layers sync stamps (file systems keep nanoseconds).
+STEP = 0.01
 # Files a run's downstream rules derive from metrics.json, touched after it.
 DERIVED = ("scalars.csv", "results.toml")
 
@@ -71,26 +73,26 @@ def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, 
     """Re-stamp what DVC restored, in DAG order, so nothing complete looks stale.
 
     Oldest first: the params stamps (hpsweep.params_deps; DVC restored each with
-    the outputs it describes), the prepared data, complete valid runs, then what
-    is derived from them (extraction, summaries, Optuna, final retrain, report),
-    each a second later, the last one a second ago: never in the future, or a
-    stamp the Snakefile rewrites right after (a changed param) would still look
-    older than the outputs it makes stale. Incomplete or invalid runs are left
-    alone (Snakemake reruns them), and Snakemake forgets how the restored files
-    were made last time (see _forget_history). Returns how many runs are in each
-    state.
+    the outputs it describes), then, after the prepared data (which keeps its
+    time), complete valid runs and what is derived from them (extraction,
+    summaries, Optuna, final retrain, report), STEP apart, the last one just now:
+    never in the future, or a stamp the Snakefile rewrites right after (a changed
+    param) could still look older than the outputs it makes stale. Incomplete or
+    invalid runs are left alone (Snakemake reruns them), and Snakemake forgets how
+    the restored files were made last time (see _forget_history). Returns how
+    many runs are in each state.
     """
     counts: dict[str, int] = {}
     layers = _downstream_layers(study)
-    t = time.time() - len(layers) - 2  # the runs' time; the last layer gets now - 1
+    now = time.time()
+    manifest = study.paths.manifest
+    data_time = manifest.stat().st_mtime if manifest.is_file() else now - 1
+    t = max(now - STEP * (len(layers) + 2), data_time + STEP)  # the runs' time
     stamp = lambda path, when: os.utime(path, (when, when))  # noqa: E731
     for rule in params_deps.RULES:
         path = params_deps.stamp_path(study.paths.results_dir, rule)
         if path.is_file():
-            stamp(path, t - 2)
-    for path in (study.paths.prepared, study.paths.manifest):
-        if path.is_file():
-            stamp(path, t - 1)
+            stamp(path, min(t, data_time) - STEP)
     derived = []
     for run_id in study.plan.run_ids():
         st = inspect(study, run_id)
@@ -101,12 +103,12 @@ def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, 
         stamp(d / "metrics.json", t)
         derived += [d / name for name in DERIVED if (d / name).exists()]
     for path in derived:
-        stamp(path, t + 1)
+        stamp(path, t + STEP)
     restored = list(derived)
     for i, layer in enumerate(layers, start=2):
         for path in layer:
             if path.is_file():
-                stamp(path, t + i)
+                stamp(path, t + i * STEP)
                 restored.append(path)
     if snakefile is not None:
         _forget_history(study, snakefile, restored)
