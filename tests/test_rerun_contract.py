@@ -287,3 +287,33 @@ def test_status_names_what_a_changed_key_made_stale(quick_study, tmp_path):
     assert final["made_from"] == params_deps.made_from(study.params, "final_summary")
     report = (quick_study / "reports/quick/report.md").read_text()
     assert params_deps.made_from(study.params, "report") in report
+
+
+# Keys whose change reruns existing jobs only (no new run directory, seed or worker),
+# so `--touch` can stand in for a real run.
+REAL_RUN_KEYS = ("optuna.n_trials", "optuna.seed", "optuna.space.train.lr.high", "final.epochs",
+                 "final.train_on_val", "report.top_k", "report.title", "tracking.mlflow_uri",
+                 "data.mirrors")
+
+
+def test_a_real_run_reruns_what_the_dry_run_shows(contract, quick_study, tmp_path):
+    """A dry run sees a changed stamp at a scratch path; a real run rewrites the stamp
+    in place and relies on its modification time. `--touch` is a real run that trains
+    nothing: on a copy of the study it must mark exactly the expected rules."""
+    _, _, prepared = contract
+    by_key = {key: (path, want) for key, _, path, want, _ in prepared}
+    problems = []
+    for i, key in enumerate(REAL_RUN_KEYS):
+        path, want = by_key[key]
+        copy = tmp_path / f"study{i}"
+        subprocess.run(["cp", "-a", str(quick_study), str(copy)], check=True)
+        res = subprocess.run(
+            [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(copy),
+             "--profile", str(ROOT / "profiles/local"), "--config", f"params={path}",
+             "--touch"], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        got = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", res.stderr)) - {"all"}
+        if got != want:
+            problems.append(f"{key}: touched {sorted(got)}, expected {sorted(want)}")
+        assert scheduled(copy, path, "local") == set(), f"{key}: still due after the run"
+    assert not problems, "\n".join(problems)
