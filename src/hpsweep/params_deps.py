@@ -1,6 +1,6 @@
 """Which params keys each rule's outputs depend on: declared once, here.
 
-Snakemake (the rules' `params.json` inputs), dvc.yaml (each stage's `params:`),
+Snakemake (the rules' stamp inputs), dvc.yaml (each stage's `params:`),
 `hpsweep status` (what is stale) and the rerun property test all derive from
 RULES. A key is a dotted prefix of params.toml: "report.top_k" covers one leaf,
 "train" every train.* key, "sweeps" every sweep entry.
@@ -13,7 +13,8 @@ else is needed. Every other rule takes one small file as input,
     <results_dir>/params/<stage>/<rule>.json   the declared keys' values + their digest
 
 which the Snakefile rewrites, when the DAG is built, only if its content
-changed. Snakemake's mtime trigger then reruns the rule and everything after it.
+changed. Snakemake's modification-time check then reruns the rule and everything
+after it.
 Why files and not `params:` with Snakemake's params trigger: that trigger
 compares with Snakemake's records in .snakemake/, which DVC neither versions nor
 restores. In a queued `dvc exp run` (a fresh temp workspace), after `dvc pull`
@@ -48,7 +49,7 @@ _RES, _REP, _DATA = "study.results_dir", "study.reports_dir", "study.data_dir"
 RUN_CONFIG = ("data.dataset", "data.csv_path", "data.val_fraction", "data.split_seed",
               "data.train_subset", "model", "train", "study.device")
 PLAN = ("study.seeds", "sweeps", "grids", "configs")
-# The Optuna study key (tune.Tuner.key): baseline, space, trial epochs and folds, the
+# The Optuna study key (layout.OptunaLayout.key): baseline, space, trial epochs and folds, the
 # trial seed (study.seeds[0]) and the objectives (nsga2 is multi-objective).
 OPTUNA_STUDY = (*RUN_CONFIG, "study.seeds", "study.name", "optuna.space", "optuna.epochs",
                 "optuna.cv_folds", "optuna.sampler", "optuna.storage", _RES)
@@ -175,9 +176,10 @@ def stage_params(stage: str) -> list[str]:
 
 # -- values and digests -------------------------------------------------------------------
 
-def value_at(params: Params, key: str) -> Any:
-    """The (JSON) value of a dotted key of the validated params; None if absent."""
-    node: Any = params.model_dump(mode="json")
+def value_at(params: Params | dict, key: str) -> Any:
+    """The (JSON) value of a dotted key of the validated params (or of their JSON dump,
+    to dump once for many keys); None if absent."""
+    node: Any = params if isinstance(params, dict) else params.model_dump(mode="json")
     for part in _split(key):
         if not isinstance(node, dict) or part not in node:
             return None
@@ -198,7 +200,8 @@ def _split(key: str) -> list[str]:
 
 def rule_inputs(params: Params, rule: str) -> dict[str, Any]:
     """The declared keys of ``rule`` and their current values."""
-    return {k: value_at(params, k) for k in RULES[rule].keys}
+    doc = params.model_dump(mode="json")
+    return {k: value_at(doc, k) for k in RULES[rule].keys}
 
 
 def digest(values: dict[str, Any]) -> str:
@@ -215,13 +218,6 @@ def stamp_text(params: Params, rule: str) -> str:
     values = rule_inputs(params, rule)
     return json.dumps({"rule": rule, "digest": digest(values), "params": values},
                       indent=2, sort_keys=True, default=str) + "\n"
-
-
-def recorded_digest(path: Path) -> str | None:
-    try:
-        return json.loads(Path(path).read_text())["digest"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def write_stamps(params: Params, results_dir: Path, *, dryrun: bool = False,
@@ -330,7 +326,8 @@ def made_from(params: Params, rule: str) -> str:
     final summary, trials, report, MLflow) so anyone can check that a result
     belongs to the params it is shown with (`hpsweep status` does)."""
     keys = sorted({k for r in upstream(rule) for k in (*RULES[r].keys, *RULES[r].jobs)})
-    return digest({k: value_at(params, k) for k in keys})
+    doc = params.model_dump(mode="json")
+    return digest({k: value_at(doc, k) for k in keys})
 
 
 def downstream(rules: set[str]) -> set[str]:
