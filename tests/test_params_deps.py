@@ -78,3 +78,12 @@ def test_deps_prints_what_each_key_reruns(capsys):
     assert lines["optuna.n_trials"].split(None, 1)[1] == (
         "optuna_worker, optuna_collect, final_run, final_summary, report, mlflow_export | "
         "optuna, report")
+
+
+def test_a_first_stamp_is_older_than_existing_outputs(tmp_path):
+    """A study begun before its rules had stamps is not rerun by their first writing."""
+    params = load_params(shrunk_params(tmp_path))
+    paths = params_deps.write_stamps(params, tmp_path / "results")
+    assert {Path(p).stat().st_mtime for p in paths.values()} == {params_deps.FIRST_STAMP_TIME}
+    dry = params_deps.write_stamps(params, tmp_path / "other", dryrun=True)
+    assert {Path(p).stat().st_mtime for p in dry.values()} == {params_deps.FIRST_STAMP_TIME}

@@ -220,12 +220,20 @@ def stamp_text(params: Params, rule: str) -> str:
                       indent=2, sort_keys=True, default=str) + "\n"
 
 
+# 2000-01-01 00:00 UTC: see write_stamps.
+FIRST_STAMP_TIME = 946684800
+
+
 def write_stamps(params: Params, results_dir: Path, *, dryrun: bool = False,
                  rules: set[str] | None = None) -> dict[str, str]:
     """rule -> the stamp file its jobs take as input (see the module docstring).
 
     A stamp is rewritten only when its content changed, so its modification time
-    is the time the declared keys last changed. In a dry run a changed stamp is
+    is the time the declared keys last changed. A stamp written for the first time
+    is dated FIRST_STAMP_TIME, older than any output: outputs made before their rule
+    had a stamp (a study begun before stamps existed, or whose stamps were deleted)
+    are taken as made from the current params, as they were then; a rule that has
+    not run has no outputs and runs anyway. In a dry run a changed stamp is
     written to a scratch directory instead and that path returned: Snakemake then
     shows the rule as due, and the real stamp is untouched. ``rules``: only these
     may be rewritten (a DVC stage's --allowed-rules; the others' stamps are their
@@ -246,6 +254,8 @@ def write_stamps(params: Params, results_dir: Path, *, dryrun: bool = False,
                     atexit.register(shutil.rmtree, scratch, True)
                 path = scratch / f"{rule}.json"
             write_text(path, text)
+            if current is None:
+                os.utime(path, (FIRST_STAMP_TIME, FIRST_STAMP_TIME))
         out[rule] = str(path)
     return out
 
