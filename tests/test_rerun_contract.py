@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import subprocess
+import tempfile
 import typing
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,11 +167,24 @@ def without_none(node: Any) -> Any:
     return node
 
 
+# SLURM's client commands as a machine without SLURM has them: failing at once. The
+# SLURM executor plugin runs `scontrol show config` whenever Snakemake starts (at
+# import), which waits ~10 s where the client is installed but no controller answers
+# (after the SLURM tests stopped their cluster); these dry runs need no cluster.
+SLURM_COMMANDS = ("scontrol", "sinfo", "squeue", "sacct", "sacctmgr", "sbatch", "scancel",
+                  "srun")
+_SHIMS = Path(tempfile.mkdtemp(prefix="no-slurm-"))
+for _name in SLURM_COMMANDS:
+    (_SHIMS / _name).write_text("#!/bin/sh\nexit 1\n")
+    (_SHIMS / _name).chmod(0o755)
+ENV = dict(os.environ, PATH=f"{_SHIMS}:{os.environ.get('PATH', '')}")
+
+
 def scheduled(study_dir: Path, params_file: Path, profile: str) -> set[str]:
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(study_dir),
            "--profile", str(ROOT / "profiles" / profile), "--config",
            f"params={params_file}", "-n", "--quiet", "rules"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=ENV)
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"{' '.join(cmd)}\n{out[-3000:]}"
     if "Nothing to be done" in out:
@@ -182,7 +197,7 @@ def rule_graph(study_dir: Path, params_file: Path) -> dict[str, set[str]]:
     """rule -> the rules that take its outputs (Snakemake's --rulegraph)."""
     res = subprocess.run([str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d",
                           str(study_dir), "--config", f"params={params_file}",
-                          "--rulegraph"], capture_output=True, text=True, timeout=300)
+                          "--rulegraph"], capture_output=True, text=True, timeout=300, env=ENV)
     assert res.returncode == 0, res.stderr[-3000:]
     names = dict(re.findall(r'^\s*(\d+)\[label = "(\w+)"', res.stdout, re.M))
     after: dict[str, set[str]] = {n: set() for n in names.values()}
@@ -310,7 +325,7 @@ def test_a_real_run_reruns_what_the_dry_run_shows(contract, quick_study, tmp_pat
         res = subprocess.run(
             [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(copy),
              "--profile", str(ROOT / "profiles/local"), "--config", f"params={path}",
-             "--touch"], capture_output=True, text=True, timeout=300)
+             "--touch"], capture_output=True, text=True, timeout=300, env=ENV)
         assert res.returncode == 0, res.stderr[-3000:]
         got = set(re.findall(r"Finished jobid: \d+ \(Rule: (\w+)\)", res.stderr)) - {"all"}
         if got != want:
