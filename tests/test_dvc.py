@@ -32,7 +32,7 @@ from studyfixtures import (
 
 from hpsweep import params_deps
 from hpsweep.config import load_params
-from hpsweep.dvcyaml import STAGES, render
+from hpsweep.dvcyaml import STAGES, out_path, render
 
 NEEDS_DATA = pytest.mark.skipif(
     not FMNIST_MIRROR.is_dir(),
@@ -304,8 +304,7 @@ def test_stage_outs_are_what_its_rules_write(project):
             files_by_rule.setdefault(cols[2], []).append(cols[0])
     params = load_params(project / "params.toml")
     for stage in STAGES:
-        roots = [o if isinstance(o, str) else next(iter(o))
-                 for o in stage.to_dict(params)["outs"]]
+        roots = [out_path(o) for o in stage.to_dict(params)["outs"]]
         for rule in stage.rules:
             for f in files_by_rule.get(rule, []):
                 assert any(f == r or f.startswith(r + "/") for r in roots), \

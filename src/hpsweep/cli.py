@@ -110,14 +110,13 @@ def _cmd_runs_stale(args: argparse.Namespace) -> int:
 
 
 def _cmd_deps(args: argparse.Namespace) -> int:
-    from .params_deps import NO_EFFECT, rerun_table
+    from .params_deps import NO_EFFECT, covers, rerun_table
 
     rows = rerun_table(load_params(args.params))
     width = max(len(k) for k, *_ in rows)
     print(f"{'key':<{width}}  rules a change reruns (and the rules after them) | dvc stages")
     for key, rules, stages in rows:
-        why = next((w for p, w in NO_EFFECT.items() if key == p or key.startswith(p + ".")),
-                   "")
+        why = next((w for p, w in NO_EFFECT.items() if covers(p, key)), "")
         shown = ", ".join(rules) if rules else f"nothing ({why})" if why else "nothing"
         print(f"{key:<{width}}  {shown} | {', '.join(stages) or '-'}")
     return 0

@@ -187,20 +187,21 @@ def render(params: Params) -> str:
     return HEADER + yaml.safe_dump(doc, sort_keys=False, width=100)
 
 
+def out_path(out: str | dict) -> str:
+    """The path of a dvc.yaml out entry ("path" or {"path": {"persist": true}})."""
+    return next(iter(out)) if isinstance(out, dict) else out
+
+
 def declared_outs(dvc_yaml: str | Path) -> set[str]:
     """Every out path a dvc.yaml file declares."""
     doc = yaml.safe_load(Path(dvc_yaml).read_text()) or {}
-    outs = set()
-    for stage in (doc.get("stages") or {}).values():
-        for o in stage.get("outs") or []:
-            outs.add(next(iter(o)) if isinstance(o, dict) else o)
-    return outs
+    return {out_path(o) for stage in (doc.get("stages") or {}).values()
+            for o in stage.get("outs") or []}
 
 
 def folder_mismatch(params: Params, dvc_yaml: str | Path) -> str | None:
     """One line when dvc.yaml's outs are not params.toml's folders (else None)."""
-    want = {o if isinstance(o, str) else next(iter(o))
-            for s in STAGES for o in s.to_dict(params)["outs"]}
+    want = {out_path(o) for s in STAGES for o in s.to_dict(params)["outs"]}
     have = declared_outs(dvc_yaml)
     if want == have:
         return None

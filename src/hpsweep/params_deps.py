@@ -198,9 +198,10 @@ def _split(key: str) -> list[str]:
     return parts
 
 
-def rule_inputs(params: Params, rule: str) -> dict[str, Any]:
-    """The declared keys of ``rule`` and their current values."""
-    doc = params.model_dump(mode="json")
+def rule_inputs(params: Params | dict, rule: str) -> dict[str, Any]:
+    """The declared keys of ``rule`` and their current values (``params``: validated,
+    or their JSON dump, to dump once for every rule)."""
+    doc = params if isinstance(params, dict) else params.model_dump(mode="json")
     return {k: value_at(doc, k) for k in RULES[rule].keys}
 
 
@@ -214,7 +215,7 @@ def stamp_path(results_dir: Path, rule: str) -> Path:
     return Path(results_dir) / "params" / r.stage / f"{rule}.json"
 
 
-def stamp_text(params: Params, rule: str) -> str:
+def stamp_text(params: Params | dict, rule: str) -> str:
     values = rule_inputs(params, rule)
     return json.dumps({"rule": rule, "digest": digest(values), "params": values},
                       indent=2, sort_keys=True, default=str) + "\n"
@@ -241,11 +242,12 @@ def write_stamps(params: Params, results_dir: Path, *, dryrun: bool = False,
     """
     out: dict[str, str] = {}
     scratch: Path | None = None
+    doc = params.model_dump(mode="json")
     for rule, decl in RULES.items():
         if not decl.stamped:
             continue
         path = stamp_path(results_dir, rule)
-        text = stamp_text(params, rule)
+        text = stamp_text(doc, rule)
         current = path.read_text() if path.is_file() else None
         if current != text and (rules is None or rule in rules):
             if dryrun:
@@ -292,6 +294,7 @@ def stale_rules(params: Params, results_dir: Path) -> dict[str, list[str]]:
     """Rules whose stamp records other values than ``params`` -> the keys that changed
     (rules not yet run, without a stamp, are not listed)."""
     out: dict[str, list[str]] = {}
+    doc = params.model_dump(mode="json")
     for rule, decl in RULES.items():
         path = stamp_path(results_dir, rule)
         if not decl.stamped or not path.is_file():
@@ -301,7 +304,7 @@ def stale_rules(params: Params, results_dir: Path) -> dict[str, list[str]]:
         except (OSError, ValueError, KeyError):
             out[rule] = ["(unreadable stamp)"]
             continue
-        now = rule_inputs(params, rule)
+        now = rule_inputs(doc, rule)
         changed = [leaf for k in now for leaf in _changed_leaves(k, recorded.get(k), now[k])]
         if changed:
             out[rule] = changed

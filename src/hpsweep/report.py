@@ -26,6 +26,7 @@ from .layout import (
     figure_paths,
     model_card_path,
     model_path,
+    optuna_figure_path,
     program_path,
     report_path,
     summary_path,
@@ -418,13 +419,13 @@ def _confusion(doc: _Doc, study: Study, configs: pd.DataFrame) -> None:
 
 def _optuna(doc: _Doc, study: Study) -> dict | None:
     doc.add("## Optuna refinement")
-    d = OptunaLayout(study).out_dir
-    best = _read_json(d / "best_params.json")
+    optuna = OptunaLayout(study)
+    best = _read_json(optuna.best_params_path)
     if not study.params.optuna.enabled and best is None:
         doc.add("Not run (`optuna.enabled = false`).")
         return None
     if best is None:
-        doc.add(f"Not run: `{d / 'best_params.json'}` does not exist yet.")
+        doc.add(f"Not run: `{optuna.best_params_path}` does not exist yet.")
         return None
     params = best.get("params", best) if isinstance(best, dict) else {}
     value = next((best[k] for k in ("value", "best_value", "val_acc", "accuracy")
@@ -444,7 +445,7 @@ def _optuna(doc: _Doc, study: Study) -> dict | None:
         doc.add(md_table(["parameter", "best value"],
                          [[f"`{k}`", format_value(v)] for k, v in params.items()
                           if not isinstance(v, dict)], "ll"))
-    trials = d / "trials.csv"
+    trials = optuna.trials_csv
     if trials.is_file():
         tr = pd.read_csv(trials)
         if "state" in tr:
@@ -466,7 +467,7 @@ def _optuna(doc: _Doc, study: Study) -> dict | None:
             doc.add("Top trials:", md_table(["trial", "val acc",
                                              *(c.removeprefix("params_") for c in pcols)], rows))
     for name in OPTUNA_FIGURES:
-        doc.fig(OptunaLayout(study).out_dir / "figures" / f"optuna_{name}.png", f"optuna {name}")
+        doc.fig(optuna_figure_path(optuna.figures_dir, name), f"optuna {name}")
     return {"value": value, "params": params}
 
 
