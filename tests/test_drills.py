@@ -301,22 +301,31 @@ def test_diverged_run_is_a_failure_and_the_study_completes(drill):
 
 
 def test_two_snakemakes_at_once_one_refuses(drill):
-    """Both start together, both asked to redo one run's extraction (the cheapest job):
-    the lock lets one through. (Run last: it leaves that results.toml newer.)"""
+    """A second snakemake started while the first holds the study's lock is refused; both
+    are asked to redo one run's extraction (the cheapest job). The first is frozen (SIGSTOP)
+    as soon as it holds the lock, so the overlap does not depend on how fast a DAG builds.
+    (Run last: it leaves that results.toml newer.)"""
     tmp, study, run_id = drill["dir"], drill["study"], drill["a"]
     run_dir = study.paths.run_dir(run_id)
     runs = {r: _stamp(study.paths.run_dir(r) / "metrics.json") for r in study.plan.run_ids()}
     target = f"results/runs/{run_id}/results.toml"
-    procs = [subprocess.Popen(_cmd(tmp, "--forcerun", "extract_run", "--", target),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
-    codes = [p.returncode for p in procs]
-    assert sorted(codes)[0] == 0 and sorted(codes)[1] != 0, outs
-    refused = outs[codes.index(sorted(codes)[1])]
+    cmd = _cmd(tmp, "--forcerun", "extract_run", "--", target)
+    locks = tmp / ".snakemake" / "locks"
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(lambda: list(locks.glob("*.lock")), "the first snakemake's lock", first)
+        first.send_signal(signal.SIGSTOP)
+        second = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, timeout=300)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    outs = [first.communicate(timeout=300)[0], second.stdout]
+    codes = [first.returncode, second.returncode]
+    assert codes[0] == 0 and codes[1] != 0, outs
+    refused = outs[1]
     assert "Directory cannot be locked" in refused and "--unlock" in refused
     assert "Traceback" not in refused
-    assert f"run={run_id}" in outs[codes.index(0)]
+    assert f"run={run_id}" in outs[0]
     # nothing redone or half-written, and the winner released its lock
     assert {r: _stamp(study.paths.run_dir(r) / "metrics.json") for r in runs} == runs
     assert "best_val_acc" in (run_dir / "results.toml").read_text()
