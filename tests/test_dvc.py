@@ -207,12 +207,15 @@ def test_queued_experiment(project):
 
 
 @NEEDS_DATA
-def test_training_code_edit_retrains(project):
+def test_a_new_engine_version_retrains(project):
+    """ENGINE_VERSION names the trainer in every run signature (a bump retrains)."""
     run(project, "git", "checkout", "--", "params.toml", "dvc.lock")
     run(project, "dvc", "checkout", "--force")
     old = metrics(project)["plan_id"]
-    engine = project / "src/hpsweep/training/engine.py"
-    engine.write_text(engine.read_text() + "\n# an edit of the training code\n")
+    ids = project / "src/hpsweep/ids.py"
+    text = ids.read_text()
+    assert 'ENGINE_VERSION = "' in text
+    ids.write_text(text.replace('ENGINE_VERSION = "', 'ENGINE_VERSION = "bumped-', 1))
     assert "sweeps" in run(project, "dvc", "status")
     run(project, "dvc", "repro")
     new = metrics(project)["plan_id"]

@@ -11,13 +11,13 @@ from studyfixtures import shrunk_params
 
 from hpsweep import params_deps
 from hpsweep.config import load_params
-from hpsweep.ids import training_code_hash
+from hpsweep.ids import ENGINE_VERSION, same_code
 
 
-def test_torch_free_code_hash_is_the_trainers_own():
-    from hpsweep.training.checkpoint import code_version
-
-    assert training_code_hash() == code_version()
+def test_runs_recorded_with_the_old_full_code_hash_count_as_this_engine():
+    legacy = ENGINE_VERSION + "0" * (64 - len(ENGINE_VERSION))
+    assert same_code(ENGINE_VERSION) and same_code(legacy)
+    assert not same_code("0" * 64) and not same_code(ENGINE_VERSION[:-1])
 
 
 def test_stamps_are_rewritten_only_when_their_keys_change(tmp_path):

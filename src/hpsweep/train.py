@@ -4,7 +4,7 @@ The implementation lives in :mod:`hpsweep.training` (engine, schedule, checkpoin
 writer, device, augment); this module is the stable import path.
 """
 
-from .training.checkpoint import code_version
+from .ids import code_version
 from .training.engine import STATUSES, Pruned, evaluate, train_run
 
 __all__ = ["STATUSES", "Pruned", "code_version", "evaluate", "train_run"]

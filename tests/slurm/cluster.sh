@@ -3,7 +3,8 @@
 #
 #   tests/slurm/cluster.sh start    install (if missing), configure, start, wait until the node is idle
 #   tests/slurm/cluster.sh status   daemons, node state; exit 0 only when the node accepts jobs
-#   tests/slurm/cluster.sh stop     cancel the test cluster's jobs, stop the daemons this script started
+#   tests/slurm/cluster.sh stop     cancel the test cluster's jobs, stop the daemons this script started,
+#                                   remove the configuration it wrote
 #
 # Needs root on Debian/Ubuntu (apt-get). Every step is bounded by a timeout and says
 # what it does; `start` and `stop` are idempotent (a second `start` only checks).
@@ -20,7 +21,10 @@
 # Why /etc/slurm/slurm.conf and not a private SLURM_CONF: the plugin's jobstep
 # executor strips every SLURM_* variable before its inner srun, so a job would not
 # find a config anywhere but at the built-in path. A slurm.conf this script did
-# not write is kept as slurm.conf.hpsweep-backup before it is replaced.
+# not write is kept as slurm.conf.hpsweep-backup before it is replaced. `stop` removes the
+# files it wrote (and puts such a backup back): a slurm.conf naming a controller that no
+# longer answers makes every scontrol wait ~10 s, and the SLURM executor plugin runs
+# `scontrol show config` each time Snakemake starts, whatever the profile.
 #
 # Environment (all optional):
 #   HPSWEEP_SLURM_DIR        scratch dir: state, logs, pid files, MariaDB data [/var/tmp/hpsweep-slurm]
@@ -301,6 +305,17 @@ cmd_start() {
   say "ready: node $HOST is $(node_state) in partition $PARTITION of cluster $CLUSTER (logs in $LOG)"
 }
 
+# remove_configs: delete the files write_configs wrote (marked), restoring any backup.
+remove_configs() {
+  local name path
+  for name in slurm.conf gres.conf slurmdbd.conf; do
+    path=$CONF_DIR/$name
+    [[ -f $path ]] && grep -qxF "$MARK" "$path" || continue
+    if [[ -e $path.hpsweep-backup ]]; then mv -f "$path.hpsweep-backup" "$path"; say "restored $path"
+    else rm -f "$path"; say "removed $path"; fi
+  done
+}
+
 cmd_stop() {
   if alive slurmctld; then
     # Jobs left by an interrupted test would otherwise linger as slurmstepd processes.
@@ -313,6 +328,7 @@ cmd_stop() {
   fi
   stop_daemon slurmd; stop_daemon slurmctld; stop_daemon slurmdbd; stop_daemon mariadbd
   stop_daemon munged
+  remove_configs
   say "stopped (only the daemons this script started; state and logs stay in $SCRATCH)"
 }
 

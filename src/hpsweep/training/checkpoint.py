@@ -6,7 +6,6 @@ Everything stored is tensors and plain Python types, so checkpoints load with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_path
+from ..ids import same_code
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +28,6 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def code_version() -> str:
-    """sha256 over the training code (models.py, train.py, training/*.py)."""
-    pkg = Path(__file__).resolve().parent.parent
-    files = [pkg / "models.py", pkg / "train.py", *sorted((pkg / "training").glob("*.py"))]
-    h = hashlib.sha256()
-    for f in files:
-        if f.is_file():
-            h.update(f.relative_to(pkg).as_posix().encode())
-            h.update(b"\0")
-            h.update(f.read_bytes())
-            h.update(b"\0")
-    return h.hexdigest()
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:
@@ -82,7 +68,8 @@ def load_resume(path: Path, identity: dict[str, Any]) -> dict[str, Any] | None:
                     type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         return None
     saved = ckpt["identity"]
-    diff = sorted(k for k in identity if saved.get(k) != identity[k])
+    diff = sorted(k for k in identity if saved.get(k) != identity[k]
+                  and not (k == "code_version" and same_code(str(saved.get(k)))))
     if diff:
         log.warning("%s belongs to a different run (%s differ); training from scratch",
                     path, ", ".join(diff))

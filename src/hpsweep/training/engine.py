@@ -28,13 +28,13 @@ from tqdm import tqdm
 
 from ..config import TrainConfig
 from ..data.prepared import PreparedData
+from ..ids import code_version, same_code
 from ..models import build_model, count_params, is_conv
 from .augment import get_augment
 from .checkpoint import (
     CKPT_FORMAT,
     canonical_json,
     capture_rng,
-    code_version,
     load_resume,
     restore_rng,
     save_atomic,
@@ -174,7 +174,7 @@ def _completed_metrics(path: Path, identity: dict[str, Any], evaluate_test: bool
         same = (canonical_json(prov["run_config"]) == identity["run_cfg"]
                 and metrics["seed"] == identity["seed"]
                 and prov["data_checksum"] == identity["data_checksum"]
-                and prov["code_version"] == identity["code_version"]
+                and same_code(prov["code_version"])
                 and metrics.get("kept_epoch", "best") == identity.get("keep", "best"))
     except (OSError, ValueError, KeyError, TypeError):
         return None
