@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from hpsweep.config import Params, resolve_run
 from hpsweep.data.prepared import PreparedData, load_prepared
 from hpsweep.models import build_model
-from hpsweep.paths import StudyPaths
+from hpsweep.layout import StudyPaths
 from hpsweep.train import Pruned, train_run
 from hpsweep.training.device import bf16_enabled, channel_stats, device_name, resolve_device
 

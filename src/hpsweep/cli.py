@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import ParamsError, load_params
-from .paths import StudyPaths
+from .layout import StudyPaths
 
 DEFAULT_PARAMS = "params.toml"
 

@@ -26,7 +26,7 @@ from .params_deps import rules_of, stage_params
 SNAKEMAKE = "snakemake --profile profiles/local --config params=params.toml"
 
 LIBRARY_CORE = ["src/hpsweep/config.py", "src/hpsweep/space.py", "src/hpsweep/study.py",
-                "src/hpsweep/paths.py", "src/hpsweep/layout.py", "src/hpsweep/ids.py",
+                "src/hpsweep/layout.py", "src/hpsweep/ids.py",
                 "src/hpsweep/params_deps.py", "src/hpsweep/workflow.py"]
 TRAINER = ["src/hpsweep/models.py", "src/hpsweep/train.py", "src/hpsweep/training",
            "src/hpsweep/runner.py"]

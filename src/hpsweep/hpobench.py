@@ -48,7 +48,7 @@ from tqdm import tqdm
 from .config import Params, resolve_run
 from .data.prepare import stratified_subset
 from .data.prepared import PreparedData, load_prepared
-from .paths import StudyPaths
+from .layout import StudyPaths
 from .train import train_run
 from .tuning.algorithms import make_pruner, make_sampler
 

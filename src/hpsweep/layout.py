@@ -3,7 +3,7 @@
 The Snakefile, the scripts, the CLI and the library read paths from here. Nothing
 here imports torch, pandas, matplotlib or optuna, so Snakemake builds the DAG in a
 fraction of the time those imports take. The folders themselves (data, results,
-reports) and each run's directory are StudyPaths (hpsweep.paths).
+reports), the dataset files and each run's directory are StudyPaths, below.
 
     <data>/prepared/<dataset>.pt, .manifest.json        prepare_data
     <results>/runs/<run_id>/                            train_run, extract_run
@@ -23,10 +23,54 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .config import run_signature
+from typing import TYPE_CHECKING
+
+from .config import Params, run_signature
 from .ids import code_version
 from .space import data_identity
-from .study import Study
+
+if TYPE_CHECKING:  # a Study holds its StudyPaths: imported for annotations only
+    from .study import Study
+
+
+# -- the study's folders, its dataset and its runs -----------------------------------------
+
+def manifest_path(prepared: Path) -> Path:
+    """data/prepared/fashion-mnist.pt -> data/prepared/fashion-mnist.manifest.json"""
+    return Path(prepared).with_suffix(".manifest.json")
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    data_dir: Path
+    results_dir: Path
+    reports_dir: Path
+    dataset: str
+
+    @classmethod
+    def from_params(cls, params: Params, root: str | Path = ".") -> StudyPaths:
+        root = Path(root)
+        return cls(root / params.study.data_dir, root / params.study.results_dir,
+                   root / params.study.reports_dir, params.data.dataset)
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "raw"
+
+    @property
+    def prepared(self) -> Path:
+        return self.data_dir / "prepared" / f"{self.dataset}.pt"
+
+    @property
+    def manifest(self) -> Path:
+        return manifest_path(self.prepared)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.results_dir / "runs" / run_id
+
+    @property
+    def logs(self) -> Path:
+        return self.results_dir / "logs"
 
 
 def safe_name(name: str) -> str:

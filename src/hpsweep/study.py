@@ -14,7 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .config import Params, load_params
-from .paths import StudyPaths
+from .layout import StudyPaths
 from .space import StudyPlan, expand
 
 

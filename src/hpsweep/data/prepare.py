@@ -21,7 +21,7 @@ from hpsweep.data.formats import load_images, read_pixel_csv, scan_tiny, tiny_cl
 from hpsweep.data.idx import load_pair, read_verified
 from hpsweep.data.prepared import SPLITS, save_prepared
 from hpsweep.data.sources import CSV_FILE, DatasetSpec, get_spec
-from hpsweep.paths import manifest_path
+from hpsweep.layout import manifest_path
 
 # Each random draw gets its own stream, so changing one (e.g. train_subset)
 # never reshuffles another (the validation split).
