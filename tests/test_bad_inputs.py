@@ -41,8 +41,8 @@ import tomli_w
 from pg import postgres_url  # noqa: F401  (fixture)
 from studyfixtures import BIN, FMNIST_MIRROR, ROOT, shrunk_params
 
-from hpsweep.space import dumps_config
-from hpsweep.study import Study
+from hpsweep.core.plan import dumps_config
+from hpsweep.core.study import Study
 
 pytestmark = pytest.mark.skipif(
     not FMNIST_MIRROR.is_dir(),
@@ -91,7 +91,7 @@ def base(tmp_path_factory) -> Path:
     (d / "best.pt").write_bytes(b"weights")
     log = study.paths.logs / "train" / f"{run_id}.log"
     log.parent.mkdir(parents=True)
-    log.write_text("2026-01-01 00:00:00,000 INFO hpsweep.train: ok\n")
+    log.write_text("2026-01-01 00:00:00,000 INFO hpsweep.training.engine: ok\n")
     return root
 
 
@@ -496,7 +496,7 @@ def test_storage_password_never_reaches_files_logs_or_status(tmp_path, postgres_
     `hpsweep status` never write or print it."""
     from tunefixtures import make_study
 
-    from hpsweep.tune import Tuner, collect, run_worker, setup_study
+    from hpsweep.tuning.tuner import Tuner, collect, run_worker, setup_study
 
     secret = "Pa55-w0rd-never-shown"
     monkeypatch.setenv("HPSWEEP_TEST_PGPASS", secret)

@@ -6,7 +6,7 @@ import re
 
 from tunefixtures import synthetic_tensors
 
-from hpsweep.bench import main, time_to_accuracy
+from hpsweep.bench.throughput import main, time_to_accuracy
 from hpsweep.data.prepared import PreparedData, tensor_checksum
 
 

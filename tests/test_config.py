@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import tomli
 
-from hpsweep.config import ParamsError, load_params, parse_params, resolve_run
-from hpsweep.space import expand
+from hpsweep.core.plan import expand
+from hpsweep.core.schema import ParamsError, load_params, parse_params, resolve_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

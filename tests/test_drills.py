@@ -45,9 +45,9 @@ import pandas as pd
 import pytest
 from studyfixtures import BIN, FMNIST_MIRROR, ROOT, shrunk_params
 
+from hpsweep.core.study import Study
 from hpsweep.data.prepared import load_prepared
-from hpsweep.study import Study
-from hpsweep.train import train_run
+from hpsweep.training.engine import train_run
 
 psutil = pytest.importorskip("psutil")
 

@@ -7,7 +7,7 @@ training code; a shrunk sweep; Optuna, final and report keys; restores that give
 files new modification times) with the real dvc and snakemake, and checks that
 every metric DVC records belongs to the params and code it is recorded under:
 the study metrics carry `plan_id` (a hash of the run signatures) and `made_from`
-(hpsweep.params_deps), which the test recomputes from the experiment's params.
+(hpsweep.core.params_deps), which the test recomputes from the experiment's params.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from studyfixtures import (
     shrunk_params,
 )
 
-from hpsweep import params_deps
-from hpsweep.config import load_params
-from hpsweep.dvcyaml import STAGES, out_path, render
+from hpsweep.core import params_deps
+from hpsweep.core.schema import load_params
+from hpsweep.ops.dvcyaml import STAGES, out_path, render
 
 NEEDS_DATA = pytest.mark.skipif(
     not FMNIST_MIRROR.is_dir(),
@@ -62,8 +62,8 @@ def plan_id_of(proj: Path, params: dict) -> int:
     """plan_id of `params` under the project copy's own code (a subprocess)."""
     path = proj / ".probe-params.toml"
     path.write_text(tomli_w.dumps(params))
-    code = ("import sys; from hpsweep.study import Study; from hpsweep.space import plan_id; "
-            "print(plan_id(Study.load(sys.argv[1]).plan))")
+    code = ("import sys; from hpsweep.core.study import Study; "
+            "from hpsweep.core.plan import plan_id; print(plan_id(Study.load(sys.argv[1]).plan))")
     out = run(proj, sys.executable, "-c", code, str(path))
     path.unlink()
     return int(out.strip().splitlines()[-1])
@@ -73,8 +73,8 @@ def made_from_of(proj: Path, params: dict, rule: str) -> str:
     """params_deps.made_from of `params` under the project's own code (a subprocess)."""
     path = proj / ".probe-params.toml"
     path.write_text(tomli_w.dumps(params))
-    code = ("import sys; from hpsweep.config import load_params; "
-            "from hpsweep.params_deps import made_from; "
+    code = ("import sys; from hpsweep.core.schema import load_params; "
+            "from hpsweep.core.params_deps import made_from; "
             "print(made_from(load_params(sys.argv[1]), sys.argv[2]))")
     out = run(proj, sys.executable, "-c", code, str(path), rule)
     path.unlink()
@@ -212,7 +212,7 @@ def test_a_new_engine_version_retrains(project):
     run(project, "git", "checkout", "--", "params.toml", "dvc.lock")
     run(project, "dvc", "checkout", "--force")
     old = metrics(project)["plan_id"]
-    ids = project / "src/hpsweep/ids.py"
+    ids = project / "src/hpsweep/core/ids.py"
     text = ids.read_text()
     assert 'ENGINE_VERSION = "' in text
     ids.write_text(text.replace('ENGINE_VERSION = "', 'ENGINE_VERSION = "bumped-', 1))

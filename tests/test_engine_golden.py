@@ -1,4 +1,4 @@
-"""The engine's numbers are pinned to its version (hpsweep.ids.ENGINE_VERSION).
+"""The engine's numbers are pinned to its version (hpsweep.core.ids.ENGINE_VERSION).
 
 A run's signature names the engine by ENGINE_VERSION, not by a hash of its files, so a
 refactor of training/ or models.py retrains nothing. This test is what makes that safe:
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from synthdata import write_data
 
-from hpsweep.config import Params, resolve_run
-from hpsweep.ids import ENGINE_VERSION
-from hpsweep.train import train_run
+from hpsweep.core.ids import ENGINE_VERSION
+from hpsweep.core.schema import Params, resolve_run
+from hpsweep.training.engine import train_run
 
 GOLDEN = Path(__file__).parent / "golden" / "engine.json"
 FIELDS = ("train_loss", "train_acc", "val_loss", "val_acc")
@@ -86,7 +86,7 @@ def test_engine_numbers_match_the_record_of_this_engine_version():
              for i, (row, want) in enumerate(zip(rows, golden["runs"][name], strict=True))
              for f in FIELDS if not math.isclose(row[f], want[f], rel_tol=REL_TOL, abs_tol=1e-7)]
     assert not moved, (
-        "the training numbers changed while hpsweep.ids.ENGINE_VERSION did not: bump it "
+        "the training numbers changed while hpsweep.core.ids.ENGINE_VERSION did not: bump it "
         "(completed runs then retrain) and re-record, or undo the change.\n" + "\n".join(moved))
 
 
@@ -103,7 +103,7 @@ def test_the_check_can_fail(monkeypatch):
 def record() -> None:
     if GOLDEN.exists() and json.loads(GOLDEN.read_text())["engine_version"] == ENGINE_VERSION:
         sys.exit(f"{GOLDEN} already holds engine {ENGINE_VERSION}'s numbers; bump "
-                 "hpsweep.ids.ENGINE_VERSION first (a new engine needs a new version)")
+                 "hpsweep.core.ids.ENGINE_VERSION first (a new engine needs a new version)")
     GOLDEN.parent.mkdir(exist_ok=True)
     GOLDEN.write_text(json.dumps({"engine_version": ENGINE_VERSION,
                                   "torch": torch.__version__.split("+")[0],

@@ -17,11 +17,7 @@ import tomli
 import tomli_w
 import torch
 
-from hpsweep.data.prepared import save_prepared
-from hpsweep.layout import results_files
-from hpsweep.runner import train_planned_run
-from hpsweep.study import Study
-from hpsweep.tbextract import (
+from hpsweep.analysis.extract import (
     EPOCH_TAGS,
     ExtractionError,
     ExtractionMismatch,
@@ -29,6 +25,10 @@ from hpsweep.tbextract import (
     read_results,
     read_scalars,
 )
+from hpsweep.core.layout import results_files
+from hpsweep.core.study import Study
+from hpsweep.data.prepared import save_prepared
+from hpsweep.training.runner import train_planned_run
 
 CLASSES = ["shirt", "shoe", "bag"]
 BASELINES = {"write-up 001: Fashion-MNIST MLP, 61-run grid": 0.855, "hand recipe": 0.908}

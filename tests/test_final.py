@@ -10,9 +10,10 @@ import pytest
 import torch
 from tunefixtures import fake_complete_run, make_study
 
-from hpsweep import final, layout
+from hpsweep.core import layout
 from hpsweep.data.prepared import load_prepared
-from hpsweep.tune import Tuner
+from hpsweep.final import retrain as final
+from hpsweep.tuning.tuner import Tuner
 
 
 def test_mean_ci95_is_the_student_t_interval():

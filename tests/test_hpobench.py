@@ -9,8 +9,7 @@ import pytest
 import torch
 from tunefixtures import synthetic_tensors
 
-from hpsweep.data.prepared import save_prepared
-from hpsweep.hpobench import (
+from hpsweep.bench.hpo import (
     METHODS,
     benchmark,
     grid_configs,
@@ -18,6 +17,7 @@ from hpsweep.hpobench import (
     search,
     sweep_configs,
 )
+from hpsweep.data.prepared import save_prepared
 
 GRID = {"train.lr": [0.001, 0.003, 0.01], "model.width": [64, 128, 256],
         "model.depth": [1, 2], "model.dropout": [0.0, 0.3]}

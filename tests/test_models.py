@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hpsweep.config import Params, resolve_run
-from hpsweep.models import build_model, count_params
+from hpsweep.core.schema import Params, resolve_run
+from hpsweep.training.models import build_model, count_params
 
 BASE = Params().run_base()
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from studyfixtures import shrunk_params
 
-from hpsweep import params_deps
-from hpsweep.config import load_params
-from hpsweep.ids import ENGINE_VERSION, same_code
+from hpsweep.core import params_deps
+from hpsweep.core.ids import ENGINE_VERSION, same_code
+from hpsweep.core.schema import load_params
 
 
 def test_runs_recorded_with_the_old_full_code_hash_count_as_this_engine():

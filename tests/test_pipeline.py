@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from studyfixtures import FMNIST_MIRROR, shrunk_params, snakemake
 
-from hpsweep.study import Study
+from hpsweep.core.study import Study
 
 pytestmark = [
     pytest.mark.slow,

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from test_extract import BASELINES, tiny_study
 
-from hpsweep.layout import OptunaLayout, figure_paths, summary_path, table_outputs
-from hpsweep.plots import make_figures
-from hpsweep.report import build_report, write_report
-from hpsweep.summarize import summarize_all
-from hpsweep.tbextract import extract_run
+from hpsweep.analysis.extract import extract_run
+from hpsweep.analysis.plots import make_figures
+from hpsweep.analysis.report import build_report, write_report
+from hpsweep.analysis.tables import summarize_all
+from hpsweep.core.layout import OptunaLayout, figure_paths, summary_path, table_outputs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -95,7 +95,7 @@ def test_optuna_and_final_sections_render_when_their_files_exist(built):
     od.mkdir(parents=True)
     fs.parent.mkdir(parents=True)
     try:
-        # The shapes hpsweep.tune.collect and hpsweep.final.write_final_summary write.
+        # The shapes hpsweep's Optuna collect and final write_final_summary write.
         (od / "best_params.json").write_text(json.dumps(
             {"optuna_study": "tiny-abc", "trial_number": 1, "value": 0.9, "warm_start": False,
              "params": {"train.lr": 0.002, "model.width": 32},

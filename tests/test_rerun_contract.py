@@ -1,5 +1,5 @@
 """The rerun contract, over the whole params schema: a changed key reruns exactly the
-rules that depend on it (hpsweep.params_deps) and everything after them.
+rules that depend on it (hpsweep.core.params_deps) and everything after them.
 
 One finished quick study is shared by every case. Each leaf key of the validated
 params (enumerated from the pydantic model's dump, so a key added to the schema is
@@ -26,9 +26,9 @@ import pytest
 import tomli_w
 from studyfixtures import BIN, FMNIST_MIRROR, ROOT
 
-from hpsweep import params_deps
-from hpsweep.config import ParamsError, parse_params
-from hpsweep.study import Study
+from hpsweep.core import params_deps
+from hpsweep.core.schema import ParamsError, parse_params
+from hpsweep.core.study import Study
 
 pytestmark = [
     pytest.mark.slow,
@@ -282,7 +282,7 @@ def test_declared_rule_graph_is_snakemakes(contract):
 
 
 def test_status_names_what_a_changed_key_made_stale(quick_study, tmp_path):
-    from hpsweep.status import collect_status, render
+    from hpsweep.ops.status import collect_status, render
 
     text = (quick_study / "params.toml").read_text().replace("top_k = 3", "top_k = 4")
     assert "top_k = 4" in text

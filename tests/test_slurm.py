@@ -20,7 +20,7 @@ import pytest
 import tomli
 from studyfixtures import BIN, FMNIST_MIRROR, ROOT, shrunk_params, snakemake
 
-from hpsweep.study import Study
+from hpsweep.core.study import Study
 
 pytestmark = [
     pytest.mark.slurm,

@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 from tunefixtures import make_study
 
+from hpsweep.core.layout import seed_dir
+from hpsweep.core.plan import dumps_config
 from hpsweep.data.prepared import load_prepared
-from hpsweep.final import run_final_seed, write_final_summary
-from hpsweep.layout import seed_dir
-from hpsweep.runner import train_planned_run
-from hpsweep.space import dumps_config
-from hpsweep.status import _is_snakemake, collect_status, log_failure
-from hpsweep.train import train_run
-from hpsweep.tune import Tuner, collect, run_worker, setup_study
-from hpsweep.workflow import job_log
+from hpsweep.final.retrain import run_final_seed, write_final_summary
+from hpsweep.ops.jobs import job_log
+from hpsweep.ops.status import _is_snakemake, collect_status, log_failure
+from hpsweep.training.engine import train_run
+from hpsweep.training.runner import train_planned_run
+from hpsweep.tuning.tuner import Tuner, collect, run_worker, setup_study
 
 BIN = Path(sys.executable).parent
 SLEEPER = "import sys, time\nf = open(sys.argv[1], 'a') if len(sys.argv) > 1 else None\n" \
@@ -205,7 +205,7 @@ def test_log_failure_reads_the_latest_attempt(tmp_path):
     with job_log(log):
         import logging
 
-        logging.getLogger("hpsweep.train").info("retried: ok")
+        logging.getLogger("hpsweep.training.engine").info("retried: ok")
     assert log_failure(log) is None  # a later attempt went on
 
 

@@ -8,8 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from hpsweep.stats import fmt_mean_ci, mean_ci
-from hpsweep.summarize import (
+from hpsweep.analysis.tables import (
     accuracy_floor,
     config_table,
     failures,
@@ -20,6 +19,7 @@ from hpsweep.summarize import (
     sweep_table,
     swing_table,
 )
+from hpsweep.core.stats import fmt_mean_ci, mean_ci
 
 # t(0.975, df=2) from a printed t table: 4.303 (4.302652729911275).
 T_975_DF2 = 4.302652729911275

@@ -8,9 +8,9 @@ import sys
 import pytest
 from tunefixtures import make_study
 
-from hpsweep.layout import export_marker
-from hpsweep.runner import train_planned_run
-from hpsweep.tracking import TrackingError, export_study, tracking_uri
+from hpsweep.analysis.tracking import TrackingError, export_study, tracking_uri
+from hpsweep.core.layout import export_marker
+from hpsweep.training.runner import train_planned_run
 
 mlflow = pytest.importorskip("mlflow")  # a dev dependency: `make test` installs it
 
@@ -89,7 +89,7 @@ def test_tracking_off_logs_nothing_and_needs_no_mlflow(tmp_path, monkeypatch):
 def test_training_never_imports_mlflow(tmp_path):
     import subprocess
 
-    code = ("import sys; import hpsweep.train, hpsweep.tune, hpsweep.final; "
-            "print('mlflow' in sys.modules)")
+    code = ("import sys; import hpsweep.training.engine, hpsweep.tuning.tuner, "
+            "hpsweep.final.retrain; print('mlflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr

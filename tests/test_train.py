@@ -16,12 +16,11 @@ import pytest
 import torch
 from synthdata import CLASSES, write_data
 
-from hpsweep.config import Params, resolve_run
-from hpsweep.ids import code_version
-from hpsweep.train import Pruned, train_run
+from hpsweep.core.ids import code_version
+from hpsweep.core.schema import Params, resolve_run
 from hpsweep.training import augment
 from hpsweep.training.device import DeviceData, bf16_enabled, resolve_device
-from hpsweep.training.engine import _plan_batches
+from hpsweep.training.engine import Pruned, _plan_batches, train_run
 
 METRIC_KEYS = {
     "status", "best_val_acc", "best_val_loss", "best_epoch", "final_val_acc", "final_val_loss",

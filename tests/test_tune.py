@@ -15,11 +15,13 @@ from optuna.trial import TrialState
 from pg import postgres_url  # noqa: F401  (fixture)
 from tunefixtures import fake_complete_run, make_study, start_worker, wait_all, worker_env
 
-from hpsweep.config import ParamsError, parse_params
+from hpsweep.core.layout import optuna_figure_path as figure_path
+from hpsweep.core.plan import make_run
+from hpsweep.core.schema import ParamsError, parse_params
 from hpsweep.data.prepared import load_prepared
-from hpsweep.layout import optuna_figure_path as figure_path
-from hpsweep.space import make_run
-from hpsweep.tune import (
+from hpsweep.tuning.space import SearchSpace, family_of
+from hpsweep.tuning.storage import StorageError, expand_env, mask, open_storage, storage_url
+from hpsweep.tuning.tuner import (
     Objective,
     Tuner,
     _Surplus,
@@ -30,8 +32,6 @@ from hpsweep.tune import (
     stratified_folds,
     trial_counts,
 )
-from hpsweep.tuning.space import SearchSpace, family_of
-from hpsweep.tuning.storage import StorageError, expand_env, mask, open_storage, storage_url
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -234,7 +234,7 @@ def test_pruned_trials_count_as_finished_and_stop_training(tmp_path, monkeypatch
 def test_a_trial_failed_as_stale_while_training_is_dropped_not_fatal(tmp_path, monkeypatch):
     # An overloaded worker misses its heartbeats; another worker fails its trial as
     # stale meanwhile. Telling that trial's result must not crash this worker.
-    import hpsweep.tune as tune
+    import hpsweep.tuning.tuner as tune
 
     study = make_study(tmp_path, optuna={"n_trials": 2, "n_workers": 1})
     real = tune._train
@@ -401,8 +401,8 @@ def test_four_workers_on_postgres(tmp_path, postgres_url):  # noqa: F811
 # file, so the test can SIGKILL it mid-trial.
 HANGING_WORKER = """
 import pathlib, sys, time
-import hpsweep.tune as tune
-from hpsweep.study import Study
+import hpsweep.tuning.tuner as tune
+from hpsweep.core.study import Study
 
 real = tune._train
 def hanging(*args, on_epoch, **kwargs):

@@ -1,4 +1,4 @@
-"""Thread reservation of training jobs (hpsweep.workflow); the DAG passes Snakemake's linter."""
+"""Thread reservation of training jobs (hpsweep.ops.jobs); the DAG passes Snakemake's linter."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from studyfixtures import BIN, ROOT
 
-from hpsweep.workflow import TRAIN_THREADS, torch_threads, training_threads_for
+from hpsweep.ops.jobs import TRAIN_THREADS, torch_threads, training_threads_for
 
 
 @pytest.mark.parametrize("cores,cpus", [(1, 2), (2, 2), (4, 2), (3, 3), (4, 16), (16, 16),

@@ -17,15 +17,15 @@ from typing import Any
 import tomli_w
 import torch
 
+from hpsweep.core.plan import dumps_config
+from hpsweep.core.study import Study
 from hpsweep.data.prepared import save_prepared
-from hpsweep.space import dumps_config
-from hpsweep.study import Study
 
 # Worker processes: each trains with one thread (the test machine has two cores).
 WORKER = """
 import sys
-from hpsweep.study import Study
-from hpsweep.tune import run_worker
+from hpsweep.core.study import Study
+from hpsweep.tuning.tuner import run_worker
 run_worker(Study.load(sys.argv[1], root=sys.argv[2]), int(sys.argv[3]), threads=1)
 """
 

@@ -15,9 +15,9 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
-from .config import ParamsError, load_params
-from .layout import StudyPaths
+from hpsweep import __version__
+from hpsweep.core.layout import StudyPaths
+from hpsweep.core.schema import ParamsError, load_params
 
 DEFAULT_PARAMS = "params.toml"
 
@@ -27,7 +27,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     dvc_yaml = Path(args.params).resolve().parent / "dvc.yaml"
     if Path(args.params).name == DEFAULT_PARAMS and dvc_yaml.is_file():
         # dvc.yaml's stages run this params file: their outs must be its folders
-        from .dvcyaml import folder_mismatch
+        from hpsweep.ops.dvcyaml import folder_mismatch
 
         problem = folder_mismatch(params, dvc_yaml)
         if problem:
@@ -39,7 +39,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_fetch(args: argparse.Namespace) -> int:
-    from .data import fetch
+    from hpsweep.data import fetch
 
     params = load_params(args.params)
     dataset = args.dataset or params.data.dataset
@@ -55,7 +55,7 @@ def _cmd_data_fetch(args: argparse.Namespace) -> int:
 
 
 def _prepare(params, paths: StudyPaths) -> int:
-    from .data import prepare
+    from hpsweep.data import prepare
 
     manifest = prepare(params.data, paths.raw_dir, paths.prepared)
     counts = ", ".join(f"{k} {v}" for k, v in manifest["counts"].items())
@@ -69,19 +69,19 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
+    from hpsweep.bench.throughput import main as bench_main
 
     return bench_main(args.bench_args)
 
 
 def _cmd_bench_hpo(args: argparse.Namespace) -> int:
-    from .hpobench import main as bench_hpo_main
+    from hpsweep.bench.hpo import main as bench_hpo_main
 
     return bench_hpo_main(args.bench_args)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from .space import expand
+    from hpsweep.core.plan import expand
 
     params = load_params(args.params)
     plan = expand(params)
@@ -92,8 +92,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs_sync(args: argparse.Namespace) -> int:
-    from .runstore import sync
-    from .study import Study
+    from hpsweep.core.study import Study
+    from hpsweep.training.runstore import sync
 
     counts = sync(Study.load(args.params))
     print("runs: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
@@ -101,8 +101,8 @@ def _cmd_runs_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs_stale(args: argparse.Namespace) -> int:
-    from .runstore import stale_runs
-    from .study import Study
+    from hpsweep.core.study import Study
+    from hpsweep.training.runstore import stale_runs
 
     for path in stale_runs(Study.load(args.params)):
         print(path)
@@ -110,7 +110,7 @@ def _cmd_runs_stale(args: argparse.Namespace) -> int:
 
 
 def _cmd_deps(args: argparse.Namespace) -> int:
-    from .params_deps import NO_EFFECT, covers, rerun_table
+    from hpsweep.core.params_deps import NO_EFFECT, covers, rerun_table
 
     rows = rerun_table(load_params(args.params))
     width = max(len(k) for k, *_ in rows)
@@ -123,8 +123,8 @@ def _cmd_deps(args: argparse.Namespace) -> int:
 
 
 def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
-    from .atomic import write_text
-    from .dvcyaml import render
+    from hpsweep.core.atomic import write_text
+    from hpsweep.ops.dvcyaml import render
 
     text, path = render(load_params(args.params)), Path(args.output)
     if args.check:
@@ -140,8 +140,8 @@ def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from .status import collect_status, render
-    from .study import Study
+    from hpsweep.core.study import Study
+    from hpsweep.ops.status import collect_status, render
 
     status = collect_status(Study.load(args.params), workdir=".")
     print(render(status), flush=True)
@@ -152,8 +152,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_optuna_setup(args: argparse.Namespace) -> int:
-    from .study import Study
-    from .tune import setup_study
+    from hpsweep.core.study import Study
+    from hpsweep.tuning.tuner import setup_study
 
     info = setup_study(Study.load(args.params))
     warm = info["warm_start"]
@@ -163,8 +163,8 @@ def _cmd_optuna_setup(args: argparse.Namespace) -> int:
 
 
 def _cmd_optuna_worker(args: argparse.Namespace) -> int:
-    from .study import Study
-    from .tune import run_worker
+    from hpsweep.core.study import Study
+    from hpsweep.tuning.tuner import run_worker
 
     info = run_worker(Study.load(args.params), args.index, threads=args.threads,
                       progress=not args.quiet)
@@ -175,8 +175,8 @@ def _cmd_optuna_worker(args: argparse.Namespace) -> int:
 
 
 def _cmd_optuna_collect(args: argparse.Namespace) -> int:
-    from .study import Study
-    from .tune import collect
+    from hpsweep.core.study import Study
+    from hpsweep.tuning.tuner import collect
 
     best = collect(Study.load(args.params))
     print(f"optuna: best trial {best['trial_number']}, val acc {best['value']:.4f}, "

@@ -2,7 +2,7 @@
 # run when optuna.enabled = false) trained with every final.seeds seed, evaluated once
 # on the test split; summary.json (mean ± 95 % t interval) doubles as DVC metrics.
 
-from hpsweep import layout as _layout
+from hpsweep.core import layout as _layout
 
 # What `rule all` asks for (nothing when final.enabled = false).
 FINAL_OUTPUTS = _layout.summary_outputs(STUDY) if STUDY.params.final.enabled else []

@@ -6,11 +6,11 @@
 #                   optuna.n_trials finished (never more; a dead worker's trial is retried)
 #   optuna_collect  trials.csv, best_params.json, results/optuna/<study>/figures/optuna_*.png
 #
-# Paths come from hpsweep.layout.OptunaLayout; <key> in them is a signature of what
+# Paths come from hpsweep.core.layout.OptunaLayout; <key> in them is a signature of what
 # decides a trial's result (space, baseline, epochs, data, code), so a changed space
 # starts a new study instead of mixing trials.
 
-from hpsweep import layout as _layout
+from hpsweep.core import layout as _layout
 
 TUNER = _layout.OptunaLayout(STUDY)
 # What `rule all` asks for (nothing when optuna.enabled = false).

@@ -1,7 +1,7 @@
 # The human-facing result: figures (reports/figures/*.png) and reports/report.md.
 # Both are rebuilt from files only, so they are cheap to redo (localrules).
 
-from hpsweep.layout import (
+from hpsweep.core.layout import (
     experiment_summary_path,
     figure_paths,
     later_stage_inputs,

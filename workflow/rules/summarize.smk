@@ -2,7 +2,7 @@
 # Reads the runs' small metrics.json files: on a cluster it runs on the submit host
 # (localrules) rather than cost a job submission and a status-check cycle.
 
-from hpsweep import layout as _layout
+from hpsweep.core import layout as _layout
 
 localrules:
     summarize,

@@ -3,7 +3,7 @@
 # study-level metrics.json DVC reads. Needs every run extracted (and so checked
 # against its events) first.
 
-from hpsweep.layout import experiment_summary_path, results_files, table_outputs
+from hpsweep.core.layout import experiment_summary_path, results_files, table_outputs
 
 localrules:
     summary_tables,

@@ -2,7 +2,7 @@
 # seeds and the figures exist, one job logs what MLflow does not have yet. One
 # job rather than every trainer, so parallel jobs never race on a tracking DB.
 
-from hpsweep import layout as _layout
+from hpsweep.core import layout as _layout
 
 TRACKING_OUTPUTS = (
     [str(_layout.export_marker(STUDY))] if STUDY.params.tracking.mlflow else []

@@ -1,7 +1,7 @@
 """Snakemake adapter: one run's TensorBoard events -> scalars.csv + results.toml (checked)."""
 
-from hpsweep.tbextract import extract_run
-from hpsweep.workflow import job_log, study_of
+from hpsweep.analysis.extract import extract_run
+from hpsweep.ops.jobs import job_log, study_of
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

@@ -1,7 +1,7 @@
 """Snakemake adapter: retrain the best configuration with one seed, test it."""
 
-from hpsweep.final import run_final_seed
-from hpsweep.workflow import job_log, study_of, torch_threads
+from hpsweep.final.retrain import run_final_seed
+from hpsweep.ops.jobs import job_log, study_of, torch_threads
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

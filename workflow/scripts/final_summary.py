@@ -1,7 +1,7 @@
 """Snakemake adapter: summary.json (test accuracy mean ± 95 % CI), model.pt, config.json."""
 
-from hpsweep.final import write_final_summary
-from hpsweep.workflow import job_log, study_of
+from hpsweep.final.retrain import write_final_summary
+from hpsweep.ops.jobs import job_log, study_of
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

@@ -1,7 +1,7 @@
 """Snakemake adapter: log the study's finished runs to MLflow."""
 
-from hpsweep.tracking import export_study
-from hpsweep.workflow import job_log, study_of
+from hpsweep.analysis.tracking import export_study
+from hpsweep.ops.jobs import job_log, study_of
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

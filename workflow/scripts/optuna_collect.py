@@ -1,7 +1,7 @@
 """Snakemake adapter: trials.csv, best_params.json and the Optuna figures."""
 
-from hpsweep.tune import collect, optuna_logs_to_root
-from hpsweep.workflow import job_log, study_of
+from hpsweep.ops.jobs import job_log, study_of
+from hpsweep.tuning.tuner import collect, optuna_logs_to_root
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

@@ -1,7 +1,7 @@
 """Snakemake adapter: create/load the Optuna study and add the warm-start trials."""
 
-from hpsweep.tune import optuna_logs_to_root, setup_study
-from hpsweep.workflow import job_log, study_of
+from hpsweep.ops.jobs import job_log, study_of
+from hpsweep.tuning.tuner import optuna_logs_to_root, setup_study
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

@@ -1,7 +1,7 @@
 """Snakemake adapter: every figure of the study into reports/figures/."""
 
-from hpsweep.plots import make_figures
-from hpsweep.workflow import job_log, study_of
+from hpsweep.analysis.plots import make_figures
+from hpsweep.ops.jobs import job_log, study_of
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

@@ -1,7 +1,7 @@
 """Snakemake adapter: fetch and prepare the study's dataset."""
 
 from hpsweep.data import fetch, prepare
-from hpsweep.workflow import job_log, study_of
+from hpsweep.ops.jobs import job_log, study_of
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

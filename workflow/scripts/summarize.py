@@ -1,7 +1,7 @@
 """Snakemake adapter: one row per run into experiment_summary.csv."""
 
-from hpsweep.summarize import write_experiment_summary
-from hpsweep.workflow import job_log, study_of
+from hpsweep.analysis.tables import write_experiment_summary
+from hpsweep.ops.jobs import job_log, study_of
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

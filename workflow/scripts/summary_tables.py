@@ -1,7 +1,7 @@
 """Snakemake adapter: experiment_summary.csv -> sweep/grid/swing/failures/shortlist tables."""
 
-from hpsweep.summarize import write_summary_tables
-from hpsweep.workflow import job_log, study_of
+from hpsweep.analysis.tables import write_summary_tables
+from hpsweep.ops.jobs import job_log, study_of
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

@@ -1,7 +1,7 @@
 """Snakemake adapter: train one run of the plan."""
 
-from hpsweep.runner import train_planned_run
-from hpsweep.workflow import job_log, study_of, torch_threads
+from hpsweep.ops.jobs import job_log, study_of, torch_threads
+from hpsweep.training.runner import train_planned_run
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpsweep.core.layout import manifest_path
 from hpsweep.data import DataError
 from hpsweep.data.download import file_hash, read_record, write_json_atomic
 from hpsweep.data.formats import load_images, read_pixel_csv, scan_tiny, tiny_class_names
 from hpsweep.data.idx import load_pair, read_verified
 from hpsweep.data.prepared import SPLITS, save_prepared
 from hpsweep.data.sources import CSV_FILE, DatasetSpec, get_spec
-from hpsweep.layout import manifest_path
 
 # Each random draw gets its own stream, so changing one (e.g. train_subset)
 # never reshuffles another (the validation split).

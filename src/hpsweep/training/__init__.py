@@ -1,5 +1,5 @@
-"""The training engine (see engine.py); ``hpsweep.train`` re-exports its public API."""
+"""The training engine: one run = one config, one seed, one output directory.
 
-from .engine import Pruned, evaluate, train_run
-
-__all__ = ["Pruned", "evaluate", "train_run"]
+engine.train_run is the entry point. Importing this package imports no torch: the
+run store (runstore.py) and the planned-run launcher are read by torch-free code.
+"""

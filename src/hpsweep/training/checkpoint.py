@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_path
-from ..ids import same_code
+from hpsweep.core.atomic import atomic_path
+from hpsweep.core.ids import same_code
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 
 import torch
 
-from ..data.prepared import PreparedData
+from hpsweep.data.prepared import PreparedData
 
 log = logging.getLogger(__name__)
 

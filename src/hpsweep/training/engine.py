@@ -26,12 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..config import TrainConfig
-from ..data.prepared import PreparedData
-from ..ids import code_version, same_code
-from ..models import build_model, count_params, is_conv
-from .augment import get_augment
-from .checkpoint import (
+from hpsweep.core.ids import code_version, same_code
+from hpsweep.core.schema import TrainConfig
+from hpsweep.data.prepared import PreparedData
+from hpsweep.training.augment import get_augment
+from hpsweep.training.checkpoint import (
     CKPT_FORMAT,
     canonical_json,
     capture_rng,
@@ -39,11 +38,19 @@ from .checkpoint import (
     restore_rng,
     save_atomic,
 )
-from .device import DeviceData, autocast, bf16_enabled, device_name, resolve_device, sync
-from .schedule import Schedule, build_optimizer, optimizer_impl
-from .writer import TBLog, write_confusion, write_metrics
+from hpsweep.training.device import (
+    DeviceData,
+    autocast,
+    bf16_enabled,
+    device_name,
+    resolve_device,
+    sync,
+)
+from hpsweep.training.models import build_model, count_params, is_conv
+from hpsweep.training.schedule import Schedule, build_optimizer, optimizer_impl
+from hpsweep.training.writer import TBLog, write_confusion, write_metrics
 
-log = logging.getLogger("hpsweep.train")
+log = logging.getLogger("hpsweep.training.engine")
 
 STATUSES = ("ok", "diverged", "early_stopped", "pruned")
 # A training loss this many times the chance-level loss ln(num_classes) counts as diverged,

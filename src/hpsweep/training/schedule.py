@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import TrainConfig
+from hpsweep.core.schema import TrainConfig
 
 
 def build_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:

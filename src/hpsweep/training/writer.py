@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import write_text
+from hpsweep.core.atomic import write_text
 
 EPOCH_TAGS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s")
 STEP_TAG = "train/loss_step"

@@ -1,4 +1,4 @@
-"""Optuna refinement internals; the public entry points live in :mod:`hpsweep.tune`.
+"""Optuna refinement internals; the public entry points live in :mod:`hpsweep.tuning.tuner`.
 
     storage.py    storage URL from params (SQLite default, any RDB URL, journal file),
                   ${ENV} expansion, password masking, heartbeat + stale-trial retry

@@ -15,9 +15,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ..atomic import atomic_path
-from ..layout import optuna_figure_names as figure_names
-from ..layout import optuna_figure_path as figure_path
+from hpsweep.core.atomic import atomic_path
+from hpsweep.core.layout import optuna_figure_names as figure_names
+from hpsweep.core.layout import optuna_figure_path as figure_path
 
 log = logging.getLogger(__name__)
 

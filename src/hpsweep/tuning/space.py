@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config import CNNConfig, MLPConfig, Params, ParamsError, SpaceParam
+from hpsweep.core.schema import CNNConfig, MLPConfig, Params, ParamsError, SpaceParam
 
 if TYPE_CHECKING:  # optuna is imported where distributions are built: the Snakefile
     # needs describe() (the study key) and should not pay for importing optuna

@@ -17,7 +17,7 @@ worker that dies (SIGKILL, preemption, node failure) stops beating; after the
 grace period the next worker marks its trial FAIL and
 ``RetryHeartbeatStaleTrialCallback`` queues the same parameters again, so the
 trial is retried rather than left RUNNING. Journal storage has no heartbeat in
-Optuna 5: a killed worker's trial stays RUNNING there (see ``hpsweep.tune``).
+Optuna 5: a killed worker's trial stays RUNNING there (see ``hpsweep.tuning.tuner``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from ..study import Study
+from hpsweep.core.study import Study
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # scheme://user:password@host  ->  scheme://user:***@host. Greedy up to the last "@" of

@@ -22,11 +22,11 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from ..config import run_signature
-from ..runstore import inspect
-from ..space import make_run
-from ..study import Study
-from .space import SearchSpace, trial_overrides
+from hpsweep.core.plan import make_run
+from hpsweep.core.schema import run_signature
+from hpsweep.core.study import Study
+from hpsweep.training.runstore import inspect
+from hpsweep.tuning.space import SearchSpace, trial_overrides
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class WarmRun:
 
 def candidates(study: Study, space: SearchSpace) -> list[WarmRun]:
     """The study's completed runs that a trial of this space would reproduce."""
-    from ..summarize import read_metrics  # pandas/scipy: imported only when needed
+    from hpsweep.analysis.tables import read_metrics  # pandas/scipy: imported only when needed
 
     params = study.params
     labels: dict[str, list[str]] = {}

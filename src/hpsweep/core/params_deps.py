@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_text
-from .config import Params
+from hpsweep.core.atomic import write_text
+from hpsweep.core.schema import Params
 
 # Location keys: where outputs are written.
 _RES, _REP, _DATA = "study.results_dir", "study.reports_dir", "study.data_dir"
@@ -96,41 +96,41 @@ RULES: dict[str, RuleParams] = {r.rule: r for r in [
         "data.train_subset", _DATA, _RES), after=(), reads="data.prepare.prepare"),
     RuleParams("train_run", "sweeps", _keys(RUN_CONFIG, _RES), PLAN, stamped=False,
                after=("prepare_data",),
-               reads="runner.train_planned_run (through the run signature)"),
+               reads="training.runner.train_planned_run (through the run signature)"),
     RuleParams("extract_run", "sweeps", _keys(RUN_CONFIG, _RES), PLAN, stamped=False,
-               after=("train_run",), reads="tbextract.extract_run (one per run directory)"),
+               after=("train_run",), reads="analysis.extract.extract_run (one per run directory)"),
     RuleParams("summarize", "sweeps", _keys(RUN_CONFIG, PLAN, _RES),
-               after=("train_run",), reads="summarize.write_experiment_summary"),
+               after=("train_run",), reads="analysis.tables.write_experiment_summary"),
     RuleParams("summary_tables", "sweeps", _keys(RUN_CONFIG, PLAN, "report.top_k", _RES),
                after=("summarize", "extract_run"),
-               reads="summarize.write_summary_tables (shortlist: report.top_k)"),
+               reads="analysis.tables.write_summary_tables (shortlist: report.top_k)"),
     RuleParams("optuna_setup", "optuna", _keys(OPTUNA_STUDY, "optuna.warm_start"),
-               after=("summarize", "prepare_data"), reads="tune.setup_study"),
+               after=("summarize", "prepare_data"), reads="tuning.tuner.setup_study"),
     RuleParams("optuna_worker", "optuna", _keys(
         OPTUNA_STUDY, "optuna.warm_start", "optuna.n_trials", "optuna.pruner", "optuna.seed"),
         ("optuna.n_workers",), after=("optuna_setup", "summarize", "prepare_data"),
-        reads="tune.run_worker"),
+        reads="tuning.tuner.run_worker"),
     RuleParams("optuna_collect", "optuna", _keys(OPTUNA_STUDY, "optuna.n_workers"),
-               after=("optuna_worker",), reads="tune.collect"),
+               after=("optuna_worker",), reads="tuning.tuner.collect"),
     RuleParams("final_run", "final", _keys(
         RUN_CONFIG, "optuna.enabled", "final.epochs", "final.train_on_val", "study.name", _RES),
         ("final.seeds",), after=("optuna_collect", "summarize", "prepare_data"),
-        reads="final.run_final_seed"),
+        reads="final.retrain.run_final_seed"),
     RuleParams("final_summary", "final", _keys(
         RUN_CONFIG, "optuna.enabled", "final.seeds", "final.epochs", "final.train_on_val",
-        "study.name", _RES), after=("final_run",), reads="final.write_final_summary"),
+        "study.name", _RES), after=("final_run",), reads="final.retrain.write_final_summary"),
     RuleParams("plots", "report", _keys(
         RUN_CONFIG, PLAN, "report.top_k", "report.baselines", _RES, _REP),
         after=("summary_tables", "summarize", "extract_run", "prepare_data"),
-        reads="plots.make_figures"),
+        reads="analysis.plots.make_figures"),
     # The report describes the whole study: its setup, every stage's settings and results.
     RuleParams("report", "report", _keys(
         RUN_CONFIG, PLAN, "study.name", "optuna", "final", "report", _RES, _REP, _DATA),
         after=("summarize", "summary_tables", "plots", "optuna_collect", "final_summary"),
-        reads="report.build_report"),
+        reads="analysis.report.build_report"),
     RuleParams("mlflow_export", "tracking", _keys(
         "tracking", "study.name", "final.enabled", "final.seeds", _RES),
-        after=("summarize", "plots", "final_summary"), reads="tracking.export_study"),
+        after=("summarize", "plots", "final_summary"), reads="analysis.tracking.export_study"),
 ]}
 
 STAGES = ("data", "sweeps", "optuna", "final", "report", "tracking")

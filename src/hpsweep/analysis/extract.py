@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 import tomli_w
 
-from .atomic import atomic_path, write_text
+from hpsweep.core.atomic import atomic_path, write_text
 
 EPOCH_TAGS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s")
 STEP_TAG = "train/loss_step"
@@ -269,7 +269,7 @@ def extract_run(run_dir: str | Path, scalars_out: str | Path | None = None,
     with atomic_path(scalars_out or run_dir / "scalars.csv") as tmp:
         scalars.to_csv(tmp, index=False)
     write_text(results_out or run_dir / "results.toml",
-               f"# Extracted from {run_dir.name}/tb by hpsweep.tbextract; checked against "
+               f"# Extracted from {run_dir.name}/tb by hpsweep.analysis.extract; checked against "
                "metrics.json.\n" + tomli_w.dumps(results))
     return results
 

@@ -19,11 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from .atomic import atomic_path
-from .layout import figure_paths
-from .space import format_value
-from .study import Study
-from .summarize import (
+from hpsweep.analysis.extract import epoch_frame
+from hpsweep.analysis.tables import (
     ACC,
     config_table,
     experiment_summary_path,
@@ -32,7 +29,10 @@ from .summarize import (
     read_experiment_summary,
     sweep_table,
 )
-from .tbextract import epoch_frame
+from hpsweep.core.atomic import atomic_path
+from hpsweep.core.layout import figure_paths
+from hpsweep.core.plan import format_value
+from hpsweep.core.study import Study
 
 MEAN = f"{ACC}_mean"
 CI = f"{ACC}_ci95"
@@ -336,7 +336,7 @@ def samples_figure(prepared: Path, n: int = 4, seed: int = 0) -> Figure:
         return _empty("sample images", f"prepared data not found: {prepared}")
     import torch
 
-    from .data.prepared import load_prepared
+    from hpsweep.data.prepared import load_prepared
 
     data = load_prepared(prepared)
     x, y = data.x_train, data.y_train

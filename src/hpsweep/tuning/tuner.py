@@ -57,18 +57,18 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from .atomic import write_text
-from .config import ParamsError
-from .data.prepared import PreparedData, load_prepared
-from .layout import OBJECTIVES, OptunaLayout
-from .params_deps import made_from
-from .space import code_version, make_run
-from .study import Study
-from .tuning.algorithms import make_pruner, make_sampler
-from .tuning.figures import write_figures
-from .tuning.space import trial_overrides
-from .tuning.storage import has_heartbeat, mask, open_storage, storage_url
-from .tuning.warmstart import add_warm_start
+from hpsweep.core.atomic import write_text
+from hpsweep.core.layout import OBJECTIVES, OptunaLayout
+from hpsweep.core.params_deps import made_from
+from hpsweep.core.plan import code_version, make_run
+from hpsweep.core.schema import ParamsError
+from hpsweep.core.study import Study
+from hpsweep.data.prepared import PreparedData, load_prepared
+from hpsweep.tuning.algorithms import make_pruner, make_sampler
+from hpsweep.tuning.figures import write_figures
+from hpsweep.tuning.space import trial_overrides
+from hpsweep.tuning.storage import has_heartbeat, mask, open_storage, storage_url
+from hpsweep.tuning.warmstart import add_warm_start
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ MAX_INVALID_IN_A_ROW = 20
 
 def _train(*args, **kwargs) -> dict:
     """The trainer (module-level so tests can stand in for it)."""
-    from .train import train_run
+    from hpsweep.training.engine import train_run
 
     return train_run(*args, **kwargs)
 
@@ -255,7 +255,7 @@ class Objective:
         self.last_number: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        from .train import Pruned
+        from hpsweep.training.engine import Pruned
 
         tuner, params = self.tuner, self.tuner.params
         self.last_number, self.last_surplus, self.last_invalid = trial.number, False, False
@@ -498,12 +498,12 @@ def best_record(tuner: Tuner, ostudy: optuna.Study) -> dict[str, Any]:
 
 def collect(study: Study) -> dict[str, Any]:
     """Write trials.csv, best_params.json and the figures; returns the best record."""
-    from .atomic import atomic_path
+    from hpsweep.core.atomic import atomic_path
 
     tuner = Tuner(study)
     ostudy = tuner.load()
     table = trials_table(tuner, ostudy)
-    # the params these trials were made from (hpsweep.params_deps): checkable later
+    # the params these trials were made from (hpsweep.core.params_deps): checkable later
     digest = made_from(study.params, "optuna_collect")
     table["made_from"] = digest
     with atomic_path(tuner.trials_csv) as tmp:

@@ -9,8 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ParamsError
-from .study import Study
+from hpsweep.core.schema import ParamsError
+from hpsweep.core.study import Study
 
 
 def load_study_or_exit(params_path: str) -> Study:

@@ -6,9 +6,9 @@ import logging
 import os
 from pathlib import Path
 
-from .data.prepared import load_prepared
-from .space import dumps_config
-from .study import Study
+from hpsweep.core.plan import dumps_config
+from hpsweep.core.study import Study
+from hpsweep.data.prepared import load_prepared
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ def train_planned_run(study: Study, run_id: str, threads: int | None = None,
     so a running or killed run can be identified; metrics.json, written last
     by the trainer, marks the run complete.
     """
-    from .train import train_run
+    from hpsweep.training.engine import train_run
 
     spec = study.plan.runs.get(run_id)
     if spec is None:

@@ -27,12 +27,12 @@ from typing import Any
 
 import pandas as pd
 
-from .atomic import atomic_path, write_text
-from .layout import experiment_summary_path, table_outputs
-from .params_deps import made_from
-from .space import format_value, plan_id
-from .stats import mean_ci
-from .study import Study
+from hpsweep.core.atomic import atomic_path, write_text
+from hpsweep.core.layout import experiment_summary_path, table_outputs
+from hpsweep.core.params_deps import made_from
+from hpsweep.core.plan import format_value, plan_id
+from hpsweep.core.stats import mean_ci
+from hpsweep.core.study import Study
 
 METRIC_COLUMNS = ("status", "best_val_acc", "best_val_loss", "best_epoch", "final_val_acc",
                   "final_val_loss", "final_train_acc", "test_acc", "test_loss", "epochs_run",
@@ -365,7 +365,7 @@ def write_summary_tables(study: Study, summary_csv: str | Path | None = None
     _csv(configs.head(params.report.top_k), outs["shortlist"])
     metrics = study_metrics(table, configs, fails, sweeps)
     metrics["plan_id"] = plan_id(study.plan)
-    # the params these tables were made from (hpsweep.params_deps): checkable later
+    # the params these tables were made from (hpsweep.core.params_deps): checkable later
     metrics["made_from"] = made_from(study.params, "summary_tables")
     write_text(outs["metrics"], json.dumps(metrics, indent=2) + "\n")
     return outs

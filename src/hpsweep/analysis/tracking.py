@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .layout import export_dir, export_marker
-from .params_deps import made_from
-from .study import Study
+from hpsweep.core.layout import export_dir, export_marker
+from hpsweep.core.params_deps import made_from
+from hpsweep.core.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 def _runs_to_log(study: Study) -> list[dict[str, Any]]:
     """Finished runs of the plan and the final seeds: dir, name, config, signature, kind."""
-    from .layout import seed_dir
+    from hpsweep.core.layout import seed_dir
 
     labels: dict[str, list[str]] = {}
     for m in study.plan.members:
@@ -128,7 +128,7 @@ def _log_one(client, Metric, Param, exp_id: str, run: dict[str, Any],  # noqa: N
     metrics = json.loads((run["dir"] / "metrics.json").read_text())
     config = metrics.get("provenance", {}).get("run_config") or {}
     tags = {"hpsweep.run_id": run["run_id"], "hpsweep.signature": run["signature"],
-            "hpsweep.kind": run["kind"], "hpsweep.status": str(metrics.get("status")),
+            "hpsweep.kind": run["kind"], "hpsweep.ops.status": str(metrics.get("status")),
             "hpsweep.dir": str(run["dir"])}
     mrun = client.create_run(exp_id, run_name=run["name"], tags=tags)
     rid = mrun.info.run_id
@@ -158,8 +158,8 @@ def export_study(study: Study) -> dict[str, Any]:
 
     With tracking.mlflow = false it logs nothing and never imports mlflow: `dvc repro`
     runs this stage whatever params.toml says (its command cannot depend on it)."""
-    from .atomic import write_text
-    from .layout import figure_paths
+    from hpsweep.core.atomic import write_text
+    from hpsweep.core.layout import figure_paths
 
     if not study.params.tracking.mlflow:
         log.info("mlflow: tracking.mlflow = false in %s; nothing logged", study.params_path)

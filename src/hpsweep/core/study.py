@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from .config import Params, load_params
-from .layout import StudyPaths
-from .space import StudyPlan, expand
+from hpsweep.core.layout import StudyPaths
+from hpsweep.core.plan import StudyPlan, expand
+from hpsweep.core.schema import Params, load_params
 
 
 def gpu_visible() -> bool:

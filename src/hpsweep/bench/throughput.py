@@ -2,7 +2,7 @@
 
 (a) seed-style: a torchvision-style Dataset (PIL image -> ToTensor -> Normalize per
     sample), DataLoader(batch 64, shuffle), fp32, ``loss.item()`` every step;
-(b) hpsweep.train.train_run: the dataset as one normalised tensor, randperm index
+(b) hpsweep.training.engine.train_run: the dataset as one normalised tensor, randperm index
     slices, no per-step host sync; fp32 and bf16 autocast (+ channels_last for CNNs),
     batch 64 and 256.
 
@@ -38,12 +38,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hpsweep.config import Params, resolve_run
+from hpsweep.core.layout import StudyPaths
+from hpsweep.core.schema import Params, resolve_run
 from hpsweep.data.prepared import PreparedData, load_prepared
-from hpsweep.models import build_model
-from hpsweep.layout import StudyPaths
-from hpsweep.train import Pruned, train_run
 from hpsweep.training.device import bf16_enabled, channel_stats, device_name, resolve_device
+from hpsweep.training.engine import Pruned, train_run
+from hpsweep.training.models import build_model
 
 MODELS = {
     "MLP 784-512-512-10": {"model.arch": "mlp", "model.depth": 2, "model.width": 512,

@@ -13,7 +13,7 @@ reports), the dataset files and each run's directory are StudyPaths, below.
     <reports>/report.md, <reports>/figures/             plots, report
     <results>/mlflow/                                   mlflow_export
     <results>/params/<stage>/<rule>.json                what each rule was made from
-                                                        (hpsweep.params_deps)
+                                                        (hpsweep.core.params_deps)
 """
 
 from __future__ import annotations
@@ -22,15 +22,14 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from .config import Params, run_signature
-from .ids import code_version
-from .space import data_identity
+from hpsweep.core.ids import code_version
+from hpsweep.core.plan import data_identity
+from hpsweep.core.schema import Params, run_signature
 
 if TYPE_CHECKING:  # a Study holds its StudyPaths: imported for annotations only
-    from .study import Study
+    from hpsweep.core.study import Study
 
 
 # -- the study's folders, its dataset and its runs -----------------------------------------
@@ -127,7 +126,7 @@ def optuna_figure_path(figures_dir: str | Path, name: str) -> Path:
 
 @dataclass
 class OptunaLayout:
-    """The Optuna stage's study key, names and paths (hpsweep.tune.Tuner adds the rest).
+    """The Optuna stage's study key, names and paths (hpsweep.tuning.tuner.Tuner adds the rest).
 
     ``key`` is a signature of what determines a trial's result (baseline config,
     space, trial epochs, cv folds, objectives, trial seed, data identity, training
@@ -142,7 +141,7 @@ class OptunaLayout:
 
     @cached_property
     def space(self):
-        from .tuning.space import SearchSpace
+        from hpsweep.tuning.space import SearchSpace
 
         return SearchSpace(self.params.optuna.space, self.params.model.arch)
 

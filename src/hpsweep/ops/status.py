@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import params_deps
-from .runstore import inspect
-from .space import format_value
-from .study import Study
+from hpsweep.core import params_deps
+from hpsweep.core.plan import format_value
+from hpsweep.core.study import Study
+from hpsweep.training.runstore import inspect
 
 OK_STATUSES = ("ok", "early_stopped")
 STATES = ("done", "running", "stopped", "failed", "pending")
@@ -257,8 +257,8 @@ def optuna_status(study: Study) -> dict[str, Any]:
         return {"enabled": False}
     import optuna
 
-    from .tune import Tuner, best_trial, trial_counts
-    from .tuning.storage import JOURNAL_PREFIX, StorageError, default_sqlite, open_storage
+    from hpsweep.tuning.storage import JOURNAL_PREFIX, StorageError, default_sqlite, open_storage
+    from hpsweep.tuning.tuner import Tuner, best_trial, trial_counts
 
     tuner = Tuner(study)
     info: dict[str, Any] = {
@@ -309,7 +309,7 @@ def optuna_status(study: Study) -> dict[str, Any]:
 # -- final retrain and report ------------------------------------------------------------------
 
 def final_status(study: Study, sm: SnakemakeState) -> dict[str, Any]:
-    from . import layout
+    from hpsweep.core import layout
 
     f = study.params.final
     if not f.enabled:
@@ -344,7 +344,7 @@ def final_status(study: Study, sm: SnakemakeState) -> dict[str, Any]:
 
 
 def report_status(study: Study) -> dict[str, Any]:
-    from .layout import experiment_summary_path, report_path
+    from hpsweep.core.layout import experiment_summary_path, report_path
 
     out = {}
     for key, path in (("summary", experiment_summary_path(study)),

@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_path, write_text
-from .layout import (
+from hpsweep.core.atomic import atomic_path, write_text
+from hpsweep.core.layout import (
     best_input,
     config_path,
     model_card_path,
@@ -39,9 +39,9 @@ from .layout import (
     seed_dir,
     summary_path,
 )
-from .params_deps import made_from
-from .space import RunSpec, code_version, make_run
-from .study import Study
+from hpsweep.core.params_deps import made_from
+from hpsweep.core.plan import RunSpec, code_version, make_run
+from hpsweep.core.study import Study
 
 log = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def run_final_seed(study: Study, seed: int, *, threads: int | None = None,
     A finished run of the same config in the directory is resumed from its last
     checkpoint (nothing to train, only the test evaluation); another config starts over.
     """
-    from .data.prepared import load_prepared
-    from .train import train_run
+    from hpsweep.data.prepared import load_prepared
+    from hpsweep.training.engine import train_run
 
     best = best_choice(study)
     spec = final_spec(study, seed, best)
@@ -146,9 +146,9 @@ def with_val_in_train(data):
 
 def mean_ci95(values: list[float]) -> dict[str, float | None]:
     """Mean, sample std and the two-sided 95 % Student-t interval of the mean
-    (half = t(0.975, n-1) * s / sqrt(n), see hpsweep.stats); None where undefined
+    (half = t(0.975, n-1) * s / sqrt(n), see hpsweep.core.stats); None where undefined
     (one seed has no interval), so summary.json stays strict JSON."""
-    from .stats import mean_ci  # scipy: imported only when needed
+    from hpsweep.core.stats import mean_ci  # scipy: imported only when needed
 
     ci = mean_ci(values)
     if ci.n == 0:
@@ -207,7 +207,7 @@ def write_final_summary(study: Study) -> dict[str, Any]:
         "trained_on": "train+val" if on_val else "train",
         "tuned_val_acc": best.get("val_acc"), "exported_seed": export["seed"],
         "per_seed": per_seed,
-        # the params this result was made from (hpsweep.params_deps): checkable later
+        # the params this result was made from (hpsweep.core.params_deps): checkable later
         "made_from": made_from(study.params, "final_summary"),
         "best": best, "overrides": final_overrides(study, best),
         # the retrained configuration as dotted model.* / train.* keys (readable tables),
@@ -287,7 +287,7 @@ def _export_program(model: torch.nn.Module, blob: dict[str, Any], path: Path) ->
 def load_exported(path: str | Path):
     """(model in eval mode, blob) from an exported model.pt. Inputs as in training:
     uint8 pixels / 255, minus blob["mean"], divided by blob["std"] (per channel)."""
-    from .models import build_model
+    from hpsweep.training.models import build_model
 
     blob = torch.load(Path(path), map_location="cpu", weights_only=True)
     model = build_model(blob["model_cfg"], tuple(blob["input_shape"]), len(blob["classes"]))

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import Params, resolve_run, run_signature
-from .ids import code_version
+from hpsweep.core.ids import code_version
+from hpsweep.core.schema import Params, resolve_run, run_signature
 
 
 def format_value(v: Any) -> str:

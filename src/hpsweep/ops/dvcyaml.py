@@ -3,9 +3,9 @@
 Snakemake is the only place the detailed DAG lives. Each DVC stage runs a
 fixed set of Snakemake rules up to one target rule (rule names, not paths, so
 the commands do not depend on params.toml). What a stage depends on comes from
-the library: its rules and their params keys from hpsweep.params_deps (the one
+the library: its rules and their params keys from hpsweep.core.params_deps (the one
 declaration Snakemake's stamps use too), its output folders from params.toml's
-[study] folders (hpsweep.layout). `hpsweep dvc-yaml` writes the file; a test
+[study] folders (hpsweep.core.layout). `hpsweep dvc-yaml` writes the file; a test
 fails when the committed dvc.yaml differs, and `hpsweep validate` says so when
 params.toml's folders are not the ones dvc.yaml declares.
 """
@@ -17,19 +17,17 @@ from pathlib import Path
 
 import yaml
 
-from .config import Params
-from .params_deps import rules_of, stage_params
+from hpsweep.core.params_deps import rules_of, stage_params
+from hpsweep.core.schema import Params
 
 # The inner Snakemake: the local profile (rerun policy, keep-going, gpu=1).
 # `--allowed-rules` keeps a stage to its own rules; `--` ends that option's
 # list, which would otherwise swallow the target.
 SNAKEMAKE = "snakemake --profile profiles/local --config params=params.toml"
 
-LIBRARY_CORE = ["src/hpsweep/config.py", "src/hpsweep/space.py", "src/hpsweep/study.py",
-                "src/hpsweep/layout.py", "src/hpsweep/ids.py",
-                "src/hpsweep/params_deps.py", "src/hpsweep/workflow.py"]
-TRAINER = ["src/hpsweep/models.py", "src/hpsweep/train.py", "src/hpsweep/training",
-           "src/hpsweep/runner.py"]
+# The package's folders are its stages (see hpsweep/__init__.py), so deps are folders.
+LIBRARY_CORE = ["src/hpsweep/core", "src/hpsweep/ops/jobs.py"]
+TRAINER = ["src/hpsweep/training"]
 
 
 @dataclass
@@ -63,7 +61,7 @@ class Stage:
                    "params": [{"params.toml": stage_params(self.name)}]}
         outs: list = [o.format(**folders) for o in self.outs]
         outs += [{p.format(**folders): {"persist": True}} for p in self.persist]
-        # The stage's params stamps (hpsweep.params_deps) travel with its outputs, and
+        # The stage's params stamps (hpsweep.core.params_deps) travel with its outputs, and
         # persist: deleted before a run they would look new and rerun every rule.
         outs.append({f"{folders['results']}/params/{self.name}": {"persist": True}})
         d["outs"] = outs
@@ -106,8 +104,8 @@ STAGES = [
         name="sweeps",
         desc="Single-parameter sweeps, 2-D grids and named configs; extraction; tables.",
         target="summary_tables",
-        deps=["{data}/prepared", *LIBRARY_CORE, *TRAINER, "src/hpsweep/runstore.py",
-              "src/hpsweep/summarize.py", "src/hpsweep/stats.py", "src/hpsweep/tbextract.py"],
+        deps=["{data}/prepared", *LIBRARY_CORE, *TRAINER, "src/hpsweep/analysis/tables.py",
+              "src/hpsweep/analysis/extract.py"],
         # Run directories are named by their signature, so keeping them between
         # runs (persist) cannot mix results of other params or code.
         persist=["{results}/runs"],
@@ -120,7 +118,7 @@ STAGES = [
         desc="Optuna refinement: warm-started from the sweeps, n_workers parallel jobs.",
         target="optuna_collect",
         deps=["{data}/prepared", "{results}/summary", *LIBRARY_CORE, *TRAINER,
-              "src/hpsweep/tune.py", "src/hpsweep/tuning"],
+              "src/hpsweep/tuning"],
         # Studies and trial runs are keyed by a signature of space, data and code.
         persist=["{results}/optuna"],
     ),
@@ -129,7 +127,7 @@ STAGES = [
         desc="Retrain the best configuration with final.seeds; test accuracy ± 95 % CI.",
         target="final_summary",
         deps=["{data}/prepared", "{results}/optuna", *LIBRARY_CORE, *TRAINER,
-              "src/hpsweep/final.py"],
+              "src/hpsweep/final"],
         outs=["{results}/final"],
     ),
     Stage(
@@ -137,7 +135,7 @@ STAGES = [
         desc="Figures and the Markdown report.",
         target="report",
         deps=["{results}/summary", "{results}/optuna", "{results}/final",
-              "src/hpsweep/plots.py", "src/hpsweep/report.py"],
+              "src/hpsweep/analysis/plots.py", "src/hpsweep/analysis/report.py"],
         # Not the whole reports folder: git keeps its README.
         outs=["{reports}/report.md", "{reports}/figures"],
     ),
@@ -146,7 +144,7 @@ STAGES = [
         desc="MLflow export when tracking.mlflow = true (logs only what MLflow lacks).",
         target="mlflow_export",
         deps=["{results}/summary", "{results}/final", "{reports}/figures",
-              "src/hpsweep/tracking.py"],
+              "src/hpsweep/analysis/tracking.py"],
         # The job is idempotent (runs are tagged by signature), so DVC may always force it.
         forcerun=True,
         # The MLflow store (when local) grows run by run, like results/optuna.
@@ -172,7 +170,7 @@ def plots(params: Params) -> list[dict]:
 
 
 HEADER = """\
-# Generated by `hpsweep dvc-yaml` from src/hpsweep/dvcyaml.py: edit that, not this.
+# Generated by `hpsweep dvc-yaml` from src/hpsweep/ops/dvcyaml.py: edit that, not this.
 # Coarse DVC stages; each calls Snakemake targets, which own the detailed DAG.
 #   dvc repro                               the whole study, stage by stage
 #   dvc exp run -S 'params.toml:train.lr=0.01'   an experiment with one param changed

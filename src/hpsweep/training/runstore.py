@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layout, params_deps
-from .study import Study
+from hpsweep.core import layout, params_deps
+from hpsweep.core.study import Study
 
 # Seconds between the layers sync stamps (file systems keep nanoseconds).
 STEP = 0.01
@@ -72,7 +72,7 @@ def _downstream_layers(study: Study) -> list[list[Path]]:
 def sync(study: Study, snakefile: str | Path | None = "Snakefile") -> dict[str, int]:
     """Re-stamp what DVC restored, in DAG order, so nothing complete looks stale.
 
-    Oldest first: the params stamps (hpsweep.params_deps; DVC restored each with
+    Oldest first: the params stamps (hpsweep.core.params_deps; DVC restored each with
     the outputs it describes), then, after the prepared data (which keeps its
     time), complete valid runs and what is derived from them (extraction,
     summaries, Optuna, final retrain, report), STEP apart, the last one just now:

@@ -20,22 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from .atomic import write_text
-from .layout import (
-    OptunaLayout,
-    figure_paths,
-    model_card_path,
-    model_path,
-    optuna_figure_path,
-    program_path,
-    report_path,
-    summary_path,
-)
-from .params_deps import made_from
-from .plots import load_table
-from .space import format_value
-from .study import Study
-from .summarize import (
+from hpsweep.analysis.plots import load_table
+from hpsweep.analysis.tables import (
     ACC,
     baseline_config_id,
     config_table,
@@ -45,6 +31,20 @@ from .summarize import (
     sweep_table,
     swing_table,
 )
+from hpsweep.core.atomic import write_text
+from hpsweep.core.layout import (
+    OptunaLayout,
+    figure_paths,
+    model_card_path,
+    model_path,
+    optuna_figure_path,
+    program_path,
+    report_path,
+    summary_path,
+)
+from hpsweep.core.params_deps import made_from
+from hpsweep.core.plan import format_value
+from hpsweep.core.study import Study
 
 MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
 OPTUNA_FIGURES = ("history", "importance", "parallel", "slice", "contour", "intermediate",

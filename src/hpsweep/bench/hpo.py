@@ -45,12 +45,12 @@ import optuna
 import torch
 from tqdm import tqdm
 
-from .config import Params, resolve_run
-from .data.prepare import stratified_subset
-from .data.prepared import PreparedData, load_prepared
-from .layout import StudyPaths
-from .train import train_run
-from .tuning.algorithms import make_pruner, make_sampler
+from hpsweep.core.layout import StudyPaths
+from hpsweep.core.schema import Params, resolve_run
+from hpsweep.data.prepare import stratified_subset
+from hpsweep.data.prepared import PreparedData, load_prepared
+from hpsweep.training.engine import train_run
+from hpsweep.tuning.algorithms import make_pruner, make_sampler
 
 # The grid: the default study's search dimensions (params.toml [optuna.space]) at
 # the values a practitioner's grid would take. 120 configurations.

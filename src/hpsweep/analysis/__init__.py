@@ -1,0 +1,1 @@
+"""Analysis: TensorBoard extraction, tables, statistics, figures, report, tracking."""

@@ -1,0 +1,1 @@
+"""The study core: schema, plan, ids, output layout, study (torch-free)."""

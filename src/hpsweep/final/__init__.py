@@ -1,0 +1,1 @@
+"""The final stage: choose the best configuration, retrain it, export it."""

@@ -1,0 +1,1 @@
+"""Operations: study status, Snakemake job helpers, dvc.yaml."""
