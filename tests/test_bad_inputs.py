@@ -496,7 +496,9 @@ def test_storage_password_never_reaches_files_logs_or_status(tmp_path, postgres_
     `hpsweep status` never write or print it."""
     from tunefixtures import make_study
 
-    from hpsweep.tuning.tuner import Tuner, collect, run_worker, setup_study
+    from hpsweep.tuning.results import collect
+    from hpsweep.tuning.tuner import Tuner
+    from hpsweep.tuning.worker import run_worker, setup_study
 
     secret = "Pa55-w0rd-never-shown"
     monkeypatch.setenv("HPSWEEP_TEST_PGPASS", secret)

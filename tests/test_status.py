@@ -25,7 +25,9 @@ from hpsweep.ops.jobs import job_log
 from hpsweep.ops.status import _is_snakemake, collect_status, log_failure
 from hpsweep.training.engine import train_run
 from hpsweep.training.runner import train_planned_run
-from hpsweep.tuning.tuner import Tuner, collect, run_worker, setup_study
+from hpsweep.tuning.results import collect
+from hpsweep.tuning.tuner import Tuner
+from hpsweep.tuning.worker import run_worker, setup_study
 
 BIN = Path(sys.executable).parent
 SLEEPER = "import sys, time\nf = open(sys.argv[1], 'a') if len(sys.argv) > 1 else None\n" \

@@ -89,7 +89,7 @@ def test_tracking_off_logs_nothing_and_needs_no_mlflow(tmp_path, monkeypatch):
 def test_training_never_imports_mlflow(tmp_path):
     import subprocess
 
-    code = ("import sys; import hpsweep.training.engine, hpsweep.tuning.tuner, "
+    code = ("import sys; import hpsweep.training.engine, hpsweep.tuning.worker, "
             "hpsweep.final.retrain; print('mlflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr

@@ -19,19 +19,14 @@ from hpsweep.core.layout import optuna_figure_path as figure_path
 from hpsweep.core.plan import make_run
 from hpsweep.core.schema import ParamsError, parse_params
 from hpsweep.data.prepared import load_prepared
+from hpsweep.tuning.counting import admitted, trial_counts
+from hpsweep.tuning.folds import stratified_folds
+from hpsweep.tuning.objective import Objective, _Surplus
+from hpsweep.tuning.results import collect
 from hpsweep.tuning.space import SearchSpace, family_of
 from hpsweep.tuning.storage import StorageError, expand_env, mask, open_storage, storage_url
-from hpsweep.tuning.tuner import (
-    Objective,
-    Tuner,
-    _Surplus,
-    admitted,
-    collect,
-    run_worker,
-    setup_study,
-    stratified_folds,
-    trial_counts,
-)
+from hpsweep.tuning.tuner import Tuner
+from hpsweep.tuning.worker import run_worker, setup_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -234,10 +229,10 @@ def test_pruned_trials_count_as_finished_and_stop_training(tmp_path, monkeypatch
 def test_a_trial_failed_as_stale_while_training_is_dropped_not_fatal(tmp_path, monkeypatch):
     # An overloaded worker misses its heartbeats; another worker fails its trial as
     # stale meanwhile. Telling that trial's result must not crash this worker.
-    import hpsweep.tuning.tuner as tune
+    import hpsweep.tuning.objective as objective
 
     study = make_study(tmp_path, optuna={"n_trials": 2, "n_workers": 1})
-    real = tune._train
+    real = objective._train
     failed: list[int] = []
 
     def train_then_lose_the_trial(*args, **kwargs):
@@ -249,7 +244,7 @@ def test_a_trial_failed_as_stale_while_training_is_dropped_not_fatal(tmp_path, m
             failed.append(running[0].number)
         return metrics
 
-    monkeypatch.setattr(tune, "_train", train_then_lose_the_trial)
+    monkeypatch.setattr(objective, "_train", train_then_lose_the_trial)
     info = run_worker(study, 0, threads=1)
     assert failed and failed[0] not in info["trials_run"]
     assert info["counts"]["finished"] == 2 and len(info["trials_run"]) == 2
@@ -401,10 +396,11 @@ def test_four_workers_on_postgres(tmp_path, postgres_url):  # noqa: F811
 # file, so the test can SIGKILL it mid-trial.
 HANGING_WORKER = """
 import pathlib, sys, time
-import hpsweep.tuning.tuner as tune
+import hpsweep.tuning.objective as objective
 from hpsweep.core.study import Study
+from hpsweep.tuning.worker import run_worker
 
-real = tune._train
+real = objective._train
 def hanging(*args, on_epoch, **kwargs):
     def cb(epoch, acc):
         on_epoch(epoch, acc)
@@ -412,8 +408,8 @@ def hanging(*args, on_epoch, **kwargs):
             pathlib.Path(sys.argv[2], "hung").write_text("epoch 2")
             time.sleep(600)
     return real(*args, on_epoch=cb, **kwargs)
-tune._train = hanging
-tune.run_worker(Study.load(sys.argv[1], root=sys.argv[2]), int(sys.argv[3]), threads=1)
+objective._train = hanging
+run_worker(Study.load(sys.argv[1], root=sys.argv[2]), int(sys.argv[3]), threads=1)
 """
 
 

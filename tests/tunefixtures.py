@@ -25,7 +25,7 @@ from hpsweep.data.prepared import save_prepared
 WORKER = """
 import sys
 from hpsweep.core.study import Study
-from hpsweep.tuning.tuner import run_worker
+from hpsweep.tuning.worker import run_worker
 run_worker(Study.load(sys.argv[1], root=sys.argv[2]), int(sys.argv[3]), threads=1)
 """
 

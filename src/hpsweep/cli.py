@@ -153,7 +153,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_optuna_setup(args: argparse.Namespace) -> int:
     from hpsweep.core.study import Study
-    from hpsweep.tuning.tuner import setup_study
+    from hpsweep.tuning.worker import setup_study
 
     info = setup_study(Study.load(args.params))
     warm = info["warm_start"]
@@ -164,7 +164,7 @@ def _cmd_optuna_setup(args: argparse.Namespace) -> int:
 
 def _cmd_optuna_worker(args: argparse.Namespace) -> int:
     from hpsweep.core.study import Study
-    from hpsweep.tuning.tuner import run_worker
+    from hpsweep.tuning.worker import run_worker
 
     info = run_worker(Study.load(args.params), args.index, threads=args.threads,
                       progress=not args.quiet)
@@ -176,7 +176,7 @@ def _cmd_optuna_worker(args: argparse.Namespace) -> int:
 
 def _cmd_optuna_collect(args: argparse.Namespace) -> int:
     from hpsweep.core.study import Study
-    from hpsweep.tuning.tuner import collect
+    from hpsweep.tuning.results import collect
 
     best = collect(Study.load(args.params))
     print(f"optuna: best trial {best['trial_number']}, val acc {best['value']:.4f}, "

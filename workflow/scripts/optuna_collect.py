@@ -1,7 +1,8 @@
 """Snakemake adapter: trials.csv, best_params.json and the Optuna figures."""
 
 from hpsweep.ops.jobs import job_log, study_of
-from hpsweep.tuning.tuner import collect, optuna_logs_to_root
+from hpsweep.tuning.results import collect
+from hpsweep.tuning.tuner import optuna_logs_to_root
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

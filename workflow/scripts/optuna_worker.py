@@ -1,7 +1,8 @@
 """Snakemake adapter: one Optuna worker; trains trials until the study has n_trials."""
 
 from hpsweep.ops.jobs import job_log, study_of, torch_threads
-from hpsweep.tuning.tuner import optuna_logs_to_root, run_worker
+from hpsweep.tuning.tuner import optuna_logs_to_root
+from hpsweep.tuning.worker import run_worker
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):

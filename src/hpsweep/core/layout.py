@@ -126,7 +126,7 @@ def optuna_figure_path(figures_dir: str | Path, name: str) -> Path:
 
 @dataclass
 class OptunaLayout:
-    """The Optuna stage's study key, names and paths (hpsweep.tuning.tuner.Tuner adds the rest).
+    """The Optuna stage's study key, names and paths (tuning.tuner.Tuner adds the rest).
 
     ``key`` is a signature of what determines a trial's result (baseline config,
     space, trial epochs, cv folds, objectives, trial seed, data identity, training

@@ -105,13 +105,13 @@ RULES: dict[str, RuleParams] = {r.rule: r for r in [
                after=("summarize", "extract_run"),
                reads="analysis.tables.write_summary_tables (shortlist: report.top_k)"),
     RuleParams("optuna_setup", "optuna", _keys(OPTUNA_STUDY, "optuna.warm_start"),
-               after=("summarize", "prepare_data"), reads="tuning.tuner.setup_study"),
+               after=("summarize", "prepare_data"), reads="tuning.worker.setup_study"),
     RuleParams("optuna_worker", "optuna", _keys(
         OPTUNA_STUDY, "optuna.warm_start", "optuna.n_trials", "optuna.pruner", "optuna.seed"),
         ("optuna.n_workers",), after=("optuna_setup", "summarize", "prepare_data"),
-        reads="tuning.tuner.run_worker"),
+        reads="tuning.worker.run_worker"),
     RuleParams("optuna_collect", "optuna", _keys(OPTUNA_STUDY, "optuna.n_workers"),
-               after=("optuna_worker",), reads="tuning.tuner.collect"),
+               after=("optuna_worker",), reads="tuning.results.collect"),
     RuleParams("final_run", "final", _keys(
         RUN_CONFIG, "optuna.enabled", "final.epochs", "final.train_on_val", "study.name", _RES),
         ("final.seeds",), after=("optuna_collect", "summarize", "prepare_data"),

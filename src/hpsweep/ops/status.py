@@ -257,8 +257,10 @@ def optuna_status(study: Study) -> dict[str, Any]:
         return {"enabled": False}
     import optuna
 
+    from hpsweep.tuning.counting import trial_counts
+    from hpsweep.tuning.results import best_trial
     from hpsweep.tuning.storage import JOURNAL_PREFIX, StorageError, default_sqlite, open_storage
-    from hpsweep.tuning.tuner import Tuner, best_trial, trial_counts
+    from hpsweep.tuning.tuner import Tuner
 
     tuner = Tuner(study)
     info: dict[str, Any] = {

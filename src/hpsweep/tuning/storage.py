@@ -17,7 +17,7 @@ worker that dies (SIGKILL, preemption, node failure) stops beating; after the
 grace period the next worker marks its trial FAIL and
 ``RetryHeartbeatStaleTrialCallback`` queues the same parameters again, so the
 trial is retried rather than left RUNNING. Journal storage has no heartbeat in
-Optuna 5: a killed worker's trial stays RUNNING there (see ``hpsweep.tuning.tuner``).
+Optuna 5: a killed worker's trial stays RUNNING there (see ``hpsweep.tuning.counting``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,145 @@
+"""The tuning jobs that train: optuna_setup (create the study, warm start) and
+optuna_worker (train trials until the study has optuna.n_trials finished ones)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from hpsweep.core.atomic import write_text
+from hpsweep.core.schema import ParamsError
+from hpsweep.core.study import Study
+from hpsweep.data.prepared import load_prepared
+from hpsweep.tuning.counting import trial_counts
+from hpsweep.tuning.objective import Objective, _Invalid, _Surplus
+from hpsweep.tuning.storage import has_heartbeat, open_storage
+from hpsweep.tuning.tuner import Tuner
+from hpsweep.tuning.warmstart import add_warm_start
+
+log = logging.getLogger(__name__)
+
+# A worker gives up after this many invalid samples in a row: the space is mostly invalid.
+MAX_INVALID_IN_A_ROW = 20
+
+
+def setup_study(study: Study) -> dict[str, Any]:
+    """Create (or load) the study and add the completed sweep runs once; writes setup.json."""
+    tuner = Tuner(study)
+    tuner.validate()
+    ostudy = tuner.open()
+    ostudy.set_user_attr("hpsweep", {"key": tuner.key, "space": tuner.space.describe(),
+                                     "trial_seed": tuner.trial_seed,
+                                     "epochs": study.params.optuna.epochs,
+                                     "cv_folds": study.params.optuna.cv_folds})
+    o = study.params.optuna
+    warm = {"found": 0, "added": 0, "present": 0}
+    if o.warm_start and o.cv_folds:
+        log.info("warm start skipped: sweep runs score the fixed split, trials score %d-fold "
+                 "cross-validation", o.cv_folds)
+    elif o.warm_start:
+        warm = add_warm_start(ostudy, study, tuner.space, tuner.multi_objective)
+    info = {"optuna_study": tuner.name, "storage": tuner.masked_url, "warm_start": warm,
+            "counts": trial_counts(ostudy)}
+    write_text(tuner.setup_marker, json.dumps(info, indent=2))
+    return info
+
+
+def _worker_seed(base: int, worker: int, n_existing: int) -> int:
+    """Distinct per worker and per restart: a rerun worker must not replay the random
+    draws of its previous run."""
+    h = hashlib.sha256(f"{base}:{worker}:{n_existing}".encode()).digest()
+    return int.from_bytes(h[:4], "little")
+
+
+def _failed_elsewhere(ostudy: optuna.Study, number: int | None) -> bool:
+    """Trial ``number`` was failed by someone else (its state read back from storage)."""
+    if number is None:
+        return False
+    trial = ostudy.get_trials(deepcopy=False)[number]
+    return trial.number == number and trial.state == TrialState.FAIL
+
+
+def run_worker(study: Study, worker_index: int, *, threads: int | None = None,
+               progress: bool = False, poll_s: float | None = None) -> dict[str, Any]:
+    """Run trials until the study has optuna.n_trials finished trained trials.
+
+    Returns (and writes to the worker's marker file) what this worker did.
+    """
+    tuner = Tuner(study)
+    tuner.validate()
+    n_trials = study.params.optuna.n_trials
+    storage = open_storage(tuner.url)
+    ostudy = tuner.open(storage=storage)
+    ostudy.sampler = tuner.sampler(_worker_seed(study.params.optuna.seed, worker_index,
+                                                len(ostudy.get_trials(deepcopy=False))))
+    heartbeat = has_heartbeat(storage)
+    if poll_s is None:
+        # waiting for others' trials: look again every half heartbeat (at most 5 s)
+        poll_s = min(5.0, max(0.2, storage.get_heartbeat_interval() / 2)) if heartbeat else 5.0
+    data = load_prepared(study.paths.prepared)
+    objective = Objective(tuner, data, worker_index, threads=threads, progress=progress)
+    log.info("worker %d: study %s on %s, %d trials to finish", worker_index, tuner.name,
+             tuner.masked_url, n_trials)
+    ran: list[int] = []
+    t0 = time.time()
+    waited = False
+    invalid_in_a_row = 0
+    while True:
+        if heartbeat:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(ostudy)
+        c = trial_counts(ostudy)
+        if c["finished"] >= n_trials:
+            break
+        if c["waiting"] == 0 and c["finished"] + c["running"] >= n_trials:
+            if not heartbeat:
+                log.info("worker %d: the last trials run elsewhere; this storage has no "
+                         "heartbeat, so not waiting for them", worker_index)
+                break
+            if not waited:
+                log.info("worker %d: waiting for %d running trial(s) (retried if their "
+                         "worker dies)", worker_index, c["running"])
+                waited = True
+            time.sleep(poll_s)
+            continue
+        waited = False
+        try:
+            ostudy.optimize(objective, n_trials=1, catch=(_Surplus, _Invalid),
+                            gc_after_trial=False)
+        except ValueError:
+            # Optuna refuses to tell a trial that is already finished. It is FAIL when
+            # this worker missed heartbeats (an overloaded machine) and another worker
+            # failed its trial as stale and re-queued it; the retry counts, not this one.
+            if not _failed_elsewhere(ostudy, objective.last_number):
+                raise
+            log.warning("worker %d: trial %s was failed as stale while it trained here "
+                        "(heartbeats missed) and re-queued; this result is dropped",
+                        worker_index, objective.last_number)
+            continue
+        if objective.last_surplus:
+            time.sleep(poll_s)
+        elif objective.last_invalid:
+            invalid_in_a_row += 1
+            if invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
+                raise ParamsError([f"optuna.space: {invalid_in_a_row} sampled combinations in "
+                                   "a row were invalid run configs (see the FAIL trials' "
+                                   "'invalid' attr); narrow the space"],
+                                  str(study.params_path))
+        elif objective.last_number is not None:
+            invalid_in_a_row = 0
+            ran.append(objective.last_number)
+    info = {"worker": worker_index, "optuna_study": tuner.name, "storage": tuner.masked_url,
+            "trials_run": ran, "counts": trial_counts(ostudy),
+            "n_trials": n_trials, "wall_s": round(time.time() - t0, 2), "pid": os.getpid()}
+    write_text(tuner.worker_marker(worker_index), json.dumps(info, indent=2))
+    log.info("worker %d: done, ran trials %s; study counts %s", worker_index, ran, info["counts"])
+    return info
