@@ -11,25 +11,26 @@ import torch
 from tunefixtures import fake_complete_run, make_study
 
 from hpsweep.core import layout
+from hpsweep.core.stats import mean_ci
 from hpsweep.data.prepared import load_prepared
-from hpsweep.final import retrain as final
+from hpsweep.final import export, retrain, select
 from hpsweep.tuning.tuner import Tuner
 
 
-def test_mean_ci95_is_the_student_t_interval():
-    ci = final.mean_ci95([0.90, 0.92, 0.94])
+def test_mean_ci_as_json_is_the_student_t_interval():
+    ci = mean_ci([0.90, 0.92, 0.94]).as_json()
     # s = 0.02, t(0.975, df=2) = 4.302652729749464
     assert ci["mean"] == pytest.approx(0.92)
     assert ci["std"] == pytest.approx(0.02)
     assert ci["half"] == pytest.approx(4.302652729749464 * 0.02 / math.sqrt(3))
     assert ci["low"] == pytest.approx(0.92 - ci["half"])
     assert ci["high"] == pytest.approx(0.92 + ci["half"])
-    one = final.mean_ci95([0.9])
+    one = mean_ci([0.9]).as_json()
     assert one["mean"] == 0.9 and one["half"] is None and one["low"] is None
-    same = final.mean_ci95([0.9, 0.9])
+    same = mean_ci([0.9, 0.9]).as_json()
     assert same["half"] == 0.0
-    with pytest.raises(ValueError):
-        final.mean_ci95([])
+    assert mean_ci([]).as_json() == {"mean": None, "std": None, "half": None, "low": None,
+                                     "high": None, "n": 0}
 
 
 def _write_best(study, overrides, value=0.9, trial=3):
@@ -44,14 +45,14 @@ def test_final_retrain_summary_and_exported_model(tmp_path):
     _write_best(study, {"train.lr": 0.02, "model.width": 8, "train.epochs": 1})
     assert layout.best_input(study) == Tuner(study).best_params_path
     for seed in (0, 1):
-        m = final.run_final_seed(study, seed, threads=1, progress=False)
+        m = retrain.run_final_seed(study, seed, threads=1, progress=False)
         assert m["status"] == "ok" and m["epochs_run"] == 2  # final.epochs wins
         assert m["test_acc"] is not None
-    summary = final.write_final_summary(study)
+    summary = retrain.write_final_summary(study)
     saved = json.loads(layout.summary_path(study).read_text())
     assert saved["n_seeds"] == 2 and [r["seed"] for r in saved["per_seed"]] == [0, 1]
     accs = [r["test_acc"] for r in saved["per_seed"]]
-    ci = final.mean_ci95(accs)
+    ci = mean_ci(accs).as_json()
     assert saved["test_acc_mean"] == pytest.approx(sum(accs) / 2)
     assert saved["test_acc_ci95"] == pytest.approx(ci["half"])
     assert saved["config"]["train.lr"] == 0.02 and saved["config"]["model.width"] == 8
@@ -60,7 +61,7 @@ def test_final_retrain_summary_and_exported_model(tmp_path):
     assert json.loads(layout.config_path(study).read_text()) == saved["run_config"]
 
     # the exported model reproduces its seed's test accuracy
-    model, blob = final.load_exported(layout.model_path(study))
+    model, blob = export.load_exported(layout.model_path(study))
     assert blob["seed"] == summary["exported_seed"] and blob["config"] == saved["run_config"]
     data = load_prepared(study.paths.prepared)
     mean = torch.tensor(blob["mean"]).view(1, -1, 1, 1)
@@ -83,7 +84,7 @@ def test_final_retrain_summary_and_exported_model(tmp_path):
     # a changed best configuration makes the seed runs stale, never silently reused
     _write_best(study, {"train.lr": 0.05, "model.width": 8, "train.epochs": 1})
     with pytest.raises(RuntimeError, match="another configuration"):
-        final.write_final_summary(study)
+        retrain.write_final_summary(study)
 
 
 def test_without_optuna_the_best_sweep_configuration_is_retrained(tmp_path):
@@ -95,10 +96,10 @@ def test_without_optuna_the_best_sweep_configuration_is_retrained(tmp_path):
     for run_id, lr in lr_of.items():
         fake_complete_run(study, run_id, {0.003: 0.6, 0.01: 0.7, 0.03: 0.8}[lr])
     assert layout.best_input(study).name == "experiment_summary.csv"
-    best = final.best_choice(study)
+    best = select.best_choice(study)
     assert best["source"] == "sweeps" and best["overrides"] == {"train.lr": 0.03}
     assert best["val_acc"] == pytest.approx(0.8) and len(best["run_ids"]) == 2
-    spec = final.final_spec(study, 5)
+    spec = select.final_spec(study, 5)
     assert spec.config["train"]["lr"] == 0.03 and spec.config["train"]["epochs"] == 1
 
 
@@ -107,12 +108,12 @@ def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path):
     _write_best(study, {"train.lr": 0.02, "model.width": 8, "train.epochs": 1})
     data = load_prepared(study.paths.prepared)
     for seed in (0, 1):
-        m = final.run_final_seed(study, seed, threads=1, progress=False)
+        m = retrain.run_final_seed(study, seed, threads=1, progress=False)
         assert m["kept_epoch"] == "last" and m["best_epoch"] == 3
         assert m["samples_per_s"] and m["global_steps"] == 3 * -(-(len(data.y_train)
                                                                   + len(data.y_val)) // 32)
         assert m["provenance"]["data_checksum"] != data.checksum
-    summary = final.write_final_summary(study)
+    summary = retrain.write_final_summary(study)
     assert summary["trained_on"] == "train+val" and summary["val_acc_mean"] is None
     assert summary["exported_seed"] == 0
     assert all(r["best_val_acc"] is None for r in summary["per_seed"])
@@ -120,5 +121,5 @@ def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path):
     assert card["trained_on"] == "train+val" and card["val_accuracy_of_exported_seed"] is None
     # the same seed without train_on_val is another run: never mistaken for this one
     plain = make_study(tmp_path, final={"seeds": [0], "epochs": 3})
-    m = final.run_final_seed(plain, 0, threads=1, progress=False)
+    m = retrain.run_final_seed(plain, 0, threads=1, progress=False)
     assert m["kept_epoch"] == "best" and m["provenance"]["data_checksum"] == data.checksum

@@ -28,6 +28,15 @@ class MeanCI:
         """Half-width of the interval (NaN when there is none)."""
         return (self.high - self.low) / 2
 
+    def as_json(self) -> dict[str, float | int | None]:
+        """mean, std, half, low, high (None where undefined: one seed has no interval,
+        none has no mean) and n, so a summary stays strict JSON."""
+        def num(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        return {"mean": num(self.mean), "std": num(self.std), "half": num(self.half),
+                "low": num(self.low), "high": num(self.high), "n": self.n}
+
 
 def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> MeanCI:
     """Mean and t confidence interval of the finite values (None/NaN are skipped)."""
