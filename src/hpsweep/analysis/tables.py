@@ -31,6 +31,7 @@ from hpsweep.core.atomic import atomic_path, write_text
 from hpsweep.core.layout import experiment_summary_path, table_outputs
 from hpsweep.core.params_deps import made_from
 from hpsweep.core.plan import format_value, plan_id
+from hpsweep.core.runstatus import USABLE
 from hpsweep.core.stats import mean_ci
 from hpsweep.core.study import Study
 
@@ -40,7 +41,6 @@ METRIC_COLUMNS = ("status", "best_val_acc", "best_val_loss", "best_epoch", "fina
 ACC = "best_val_acc"
 # Statuses of a run that finished as asked; anything else (diverged, pruned, missing)
 # is a failure. Early stopping is a planned ending, not a failure.
-OK_STATUSES = ("ok", "early_stopped")
 # Columns read back as text: "0.001" must stay the label it was, "128x64" is a width list.
 TEXT_COLUMNS = ("group", "name", "label", "value", "x", "y", "params", "run_id", "config_id",
                 "status")
@@ -150,7 +150,7 @@ def aggregate(table: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
                        [key] if isinstance(by, str) else key, strict=True))
         row.update({
             "label": first.get("label"), "config_id": first.get("config_id"),
-            "n": len(g), "n_ok": int(g["status"].isin(OK_STATUSES).sum()),
+            "n": len(g), "n_ok": int(g["status"].isin(list(USABLE)).sum()),
             f"{ACC}_mean": ci.mean, f"{ACC}_std": ci.std, f"{ACC}_ci_low": ci.low,
             f"{ACC}_ci_high": ci.high, f"{ACC}_ci95": ci.half,
             f"{ACC}_min": _num(g[ACC]).min(), f"{ACC}_max": _num(g[ACC]).max(),
@@ -289,7 +289,7 @@ def failures(table: pd.DataFrame, floor: float | None = None) -> pd.DataFrame:
         reasons = []
         if r["status"] == "missing":
             reasons.append("missing: no metrics.json (not trained yet, or killed)")
-        elif r["status"] not in OK_STATUSES:
+        elif r["status"] not in USABLE:
             reasons.append(f"status {r['status']}")
         if r["status"] != "missing":
             if pd.isna(acc):

@@ -10,6 +10,7 @@ from typing import Any
 
 from hpsweep.core.layout import best_input
 from hpsweep.core.plan import RunSpec, make_run
+from hpsweep.core.runstatus import USABLE
 from hpsweep.core.study import Study
 
 
@@ -41,7 +42,7 @@ def _best_sweep_member(study: Study) -> dict[str, Any]:
     for m in study.plan.members:
         metrics = read_metrics(study.paths.run_dir(m.run_id)) or {}
         acc = metrics.get("best_val_acc")
-        if metrics.get("status") in ("ok", "early_stopped") and acc is not None:
+        if metrics.get("status") in USABLE and acc is not None:
             key = tuple((k, json.dumps(v)) for k, v in m.overrides)
             accs.setdefault(key, {})[m.run_id] = float(acc)
             labels.setdefault(key, f"{m.group}:{m.name}:{m.label}")

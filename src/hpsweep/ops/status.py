@@ -30,10 +30,10 @@ from typing import Any
 
 from hpsweep.core import params_deps
 from hpsweep.core.plan import format_value
+from hpsweep.core.runstatus import USABLE, RunStatus
 from hpsweep.core.study import Study
 from hpsweep.training.runstore import inspect
 
-OK_STATUSES = ("ok", "early_stopped")
 STATES = ("done", "running", "stopped", "failed", "pending")
 # Files of an unfinished run touched this recently count as "running" when no local
 # process can be seen (jobs on cluster nodes).
@@ -200,7 +200,7 @@ def run_rows(study: Study, sm: SnakemakeState) -> dict[str, RunRow]:
         row = RunRow(run_id, "pending", log=str(log))
         if st.state == "invalid":
             row.detail = f"{st.why}; it will be retrained"
-        elif st.state == "incomplete":
+        elif st.state == RunStatus.INCOMPLETE:
             epochs = study.plan.runs[run_id].config["train"]["epochs"]
             row.state, row.detail = _unfinished(d, log, epochs, sm)
         elif st.state == "complete":
@@ -208,7 +208,7 @@ def run_rows(study: Study, sm: SnakemakeState) -> dict[str, RunRow]:
             status = metrics.get("status", "unreadable metrics.json")
             acc = metrics.get("best_val_acc")
             row.best_val_acc = float(acc) if isinstance(acc, int | float) else None
-            if status in OK_STATUSES:
+            if status in USABLE:
                 row.state, row.detail = "done", status
             else:
                 row.state = "failed"
@@ -323,7 +323,7 @@ def final_status(study: Study, sm: SnakemakeState) -> dict[str, Any]:
         metrics = _read_json(d / "metrics.json")
         row: dict[str, Any] = {"seed": seed, "log": str(log), "detail": ""}
         if metrics is not None:
-            ok = metrics.get("status") in OK_STATUSES and metrics.get("test_acc") is not None
+            ok = metrics.get("status") in USABLE and metrics.get("test_acc") is not None
             row["state"] = "done" if ok else "failed"
             row["test_acc"] = metrics.get("test_acc")
             row["detail"] = "" if ok else f"status {metrics.get('status')}"

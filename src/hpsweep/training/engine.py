@@ -27,6 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from hpsweep.core.ids import code_version, same_code
+from hpsweep.core.runstatus import RunStatus
 from hpsweep.core.schema import TrainConfig
 from hpsweep.data.prepared import PreparedData
 from hpsweep.training.augment import get_augment
@@ -52,7 +53,6 @@ from hpsweep.training.writer import TBLog, write_confusion, write_metrics
 
 log = logging.getLogger("hpsweep.training.engine")
 
-STATUSES = ("ok", "diverged", "early_stopped", "pruned")
 # A training loss this many times the chance-level loss ln(num_classes) counts as diverged,
 # like NaN/inf: SGD at lr=10 on a BatchNorm MLP sits at losses of 1e3..1e13 for epochs
 # without ever producing a NaN, and no such run recovers into a useful model.
@@ -70,7 +70,7 @@ class _State:
 
     epoch: int = 0
     global_step: int = 0
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     best_val_acc: float = -1.0
     best_val_loss: float = math.inf
     best_epoch: int = 0
@@ -168,6 +168,11 @@ def _clean(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
+def _plain_state(state: _State) -> dict[str, Any]:
+    """The bookkeeping as plain types (a weights_only checkpoint loads no enum)."""
+    return {**asdict(state), "status": str(state.status)}
+
+
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -257,7 +262,7 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["schedule"])
-        state = _State(**ckpt["state"])
+        state = _State(**{**ckpt["state"], "status": RunStatus(ckpt["state"]["status"])})
         best_model = ckpt.get("best_model")
         restore_rng(ckpt["rng"], device)
         log.info("%s: resuming after epoch %d of %d", out_dir, state.epoch, t.epochs)
@@ -276,7 +281,7 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
                desc=out_dir.name, leave=False, dynamic_ncols=True)
     try:
         ran = 0
-        while state.status == "running" and state.epoch < t.epochs:
+        while state.status == RunStatus.RUNNING and state.epoch < t.epochs:
             if max_epochs_this_call is not None and ran >= max_epochs_this_call:
                 interrupted = True
                 break
@@ -291,7 +296,7 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
                 val_loss, val_acc, conf = evaluate(model, dd, "val", t.eval_batch_size, bf16,
                                                    data.num_classes)
             if res is None or not math.isfinite(val_loss):
-                state.status = "diverged"
+                state.status = RunStatus.DIVERGED
                 diverged_at = {"epoch": epoch, "step": state.global_step}
                 log.warning("%s: loss is not finite or > %.0f in epoch %d (step %d); stopping: "
                             "diverged", out_dir, limit, epoch, state.global_step)
@@ -322,13 +327,13 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
                 try:
                     on_epoch(epoch, val_acc)
                 except Pruned as e:
-                    state.status = "pruned"
+                    state.status = RunStatus.PRUNED
                     log.info("%s: pruned after epoch %d%s", out_dir, epoch, f" ({e})" if str(e)
                              else "")
             pat = t.early_stopping_patience
-            if (state.status == "running" and pat and epoch < t.epochs
+            if (state.status == RunStatus.RUNNING and pat and epoch < t.epochs
                     and epoch - state.best_epoch >= pat):
-                state.status = "early_stopped"
+                state.status = RunStatus.EARLY_STOPPED
                 log.info("%s: no val-accuracy gain for %d epochs; early stop at epoch %d",
                          out_dir, pat, epoch)
             tb.flush()  # events up to this epoch are on disk before last.pt says so
@@ -336,7 +341,7 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
             save_atomic({"format": CKPT_FORMAT, "identity": identity, "epoch": epoch,
                          "model": model.state_dict(), "optimizer": opt.state_dict(),
                          "schedule": sched.state_dict(), "rng": capture_rng(device),
-                         "state": asdict(state), "best_model": best_model}, last_path)
+                         "state": _plain_state(state), "best_model": best_model}, last_path)
             ran += 1
     except BaseException:
         bar.close()
@@ -346,9 +351,9 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
 
     if interrupted:
         tb.close()
-        return {"status": "incomplete", "epochs_run": state.epoch, "seed": int(seed)}
+        return {"status": RunStatus.INCOMPLETE, "epochs_run": state.epoch, "seed": int(seed)}
 
-    status = "ok" if state.status == "running" else state.status
+    status = RunStatus.OK if state.status == RunStatus.RUNNING else state.status
     test: dict[str, float | None] = {}
     if evaluate_test:
         test = {"test_acc": None, "test_loss": None}

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpsweep.core import layout, params_deps
+from hpsweep.core.runstatus import RunStatus
 from hpsweep.core.study import Study
 
 # Seconds between the layers sync stamps (file systems keep nanoseconds).
@@ -46,7 +47,7 @@ def inspect(study: Study, run_id: str) -> RunState:
     if sig != study.plan.runs[run_id].signature:
         return RunState(run_id, "invalid", "signature in config.json does not match the plan")
     if not (d / "metrics.json").is_file():
-        return RunState(run_id, "incomplete")
+        return RunState(run_id, RunStatus.INCOMPLETE)
     return RunState(run_id, "complete")
 
 

@@ -23,14 +23,13 @@ import optuna
 from optuna.trial import TrialState
 
 from hpsweep.core.plan import make_run
+from hpsweep.core.runstatus import USABLE
 from hpsweep.core.schema import run_signature
 from hpsweep.core.study import Study
 from hpsweep.training.runstore import inspect
 from hpsweep.tuning.space import SearchSpace, trial_overrides
 
 log = logging.getLogger(__name__)
-
-USABLE = ("ok", "early_stopped")
 
 
 @dataclass
