@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -38,6 +39,17 @@ def test_study_runs_end_to_end(study_dir):
     assert len(final["per_seed"]) == 2
     exported = json.loads((study.paths.results_dir / "mlflow/exported.json").read_text())
     assert len(exported["logged"]) == len(study.plan.runs) + 2  # the runs + final seeds
+
+
+def test_reports_folder_stands_alone(study_dir):
+    """Every figure the report shows lies under reports/ (the Optuna ones are copies)."""
+    study = Study.load(study_dir / "params.toml", root=study_dir)
+    reports = study.paths.reports_dir
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", (reports / "report.md").read_text())
+    assert any(link.startswith("figures/optuna/") for link in links), links
+    for link in links:
+        target = (reports / link).resolve()
+        assert target.is_file() and target.is_relative_to(reports.resolve()), link
 
 
 def test_second_run_has_nothing_to_do(study_dir):

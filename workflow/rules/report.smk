@@ -1,4 +1,5 @@
-# The human-facing result: figures (reports/figures/*.png) and reports/report.md.
+# The human-facing result: figures (reports/figures/*.png) and reports/report.md,
+# with copies of the Optuna figures (reports/figures/optuna/).
 # Both are rebuilt from files only, so they are cheap to redo (localrules).
 
 from hpsweep.core.layout import (
@@ -6,6 +7,7 @@ from hpsweep.core.layout import (
     figure_paths,
     later_stage_inputs,
     report_inputs,
+    report_optuna_figures,
     report_path,
     scalars_files,
     table_outputs,
@@ -43,6 +45,8 @@ rule report:
         stamp=PARAMS_STAMP("report"),
     output:
         report=report(str(report_path(STUDY)), category="Report"),
+        # The Optuna figures it shows, copied under reports/ (which then stands alone).
+        optuna_figures=[str(p) for p in report_optuna_figures(STUDY).values()],
     log:
         str(PATHS.logs / "report.log"),
     conda:

@@ -4,9 +4,10 @@ Built only from files (the summary tables, the figures, the runs' metrics and
 the optional Optuna and final-retrain results), so it can be regenerated at
 any time. Sections whose inputs do not exist yet say "not run" instead of
 failing: the Optuna section needs results/optuna/<study>/best_params.json
-(and uses trials.csv and results/optuna/<study>/figures/optuna_*.png when present), the final
-retrain section results/final/summary.json. Figure links are relative to the
-report, so reports/ can be moved or published as a folder.
+(and uses trials.csv and the Optuna figures when present), the final retrain
+section results/final/summary.json. Every figure it shows lies under reports/
+(the Optuna ones are copied to reports/figures/optuna/) and links are relative
+to the report, so reports/ can be moved or published as a folder.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +33,14 @@ from hpsweep.analysis.tables import (
     sweep_table,
     swing_table,
 )
-from hpsweep.core.atomic import write_text
+from hpsweep.core.atomic import atomic_path, write_text
 from hpsweep.core.layout import (
     OptunaLayout,
     figure_paths,
     model_card_path,
     model_path,
-    optuna_figure_path,
     program_path,
+    report_optuna_figures,
     report_path,
     summary_path,
 )
@@ -47,10 +49,6 @@ from hpsweep.core.plan import format_value
 from hpsweep.core.study import Study
 
 MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
-OPTUNA_FIGURES = ("history", "importance", "parallel", "slice", "contour", "intermediate",
-                  "pareto")
-
-
 # ------------------------------------------------------------------ paths
 
 
@@ -466,8 +464,11 @@ def _optuna(doc: _Doc, study: Study) -> dict | None:
                      *(format_value(r[c]) for c in pcols)] for i, r in top.iterrows()]
             doc.add("Top trials:", md_table(["trial", "val acc",
                                              *(c.removeprefix("params_") for c in pcols)], rows))
-    for name in OPTUNA_FIGURES:
-        doc.fig(optuna_figure_path(optuna.figures_dir, name), f"optuna {name}")
+    for src, copy in report_optuna_figures(study).items():
+        if src.is_file():
+            with atomic_path(copy) as tmp:
+                shutil.copyfile(src, tmp)
+            doc.fig(copy, f"optuna {src.stem.removeprefix('optuna_')}")
     return {"value": value, "params": params}
 
 

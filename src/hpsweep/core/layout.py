@@ -270,6 +270,15 @@ def figure_paths(study: Study) -> dict[str, Path]:
     return out
 
 
+def report_optuna_figures(study: Study) -> dict[Path, Path]:
+    """{Optuna figure: its copy under <reports>/figures/optuna/}: the report shows the
+    copies, so the reports folder stands alone (shared without results/)."""
+    if not study.params.optuna.enabled:
+        return {}
+    return {src: figures_dir(study) / "optuna" / src.name
+            for src in OptunaLayout(study).figure_paths()}
+
+
 def report_path(study: Study) -> Path:
     return study.paths.reports_dir / "report.md"
 
