@@ -425,71 +425,38 @@ def _optuna(doc: _Doc, study: Study) -> dict | None:
     if best is None:
         doc.add(f"Not run: `{optuna.best_params_path}` does not exist yet.")
         return None
-    params = best.get("params", best) if isinstance(best, dict) else {}
-    value = next((best[k] for k in ("value", "best_value", "val_acc", "accuracy")
-                  if isinstance(best, dict) and _finite(best.get(k))), None)
+    # best_params.json and trials.csv as tuning.results writes them: a missing field is
+    # drift between writer and reader, and fails here instead of reading as "not run".
+    params, value = best["params"], best["value"]
     o = study.params.optuna
     doc.add(f"{o.sampler} sampler, {o.pruner} pruner, {o.n_trials} trials, "
             f"{o.n_workers} workers" + (f", {o.cv_folds}-fold CV" if o.cv_folds else "") + ".")
-    if value is not None:
-        how = []
-        if isinstance(best, dict) and best.get("trial_number") is not None:
-            how.append(f"trial {best['trial_number']}")
-        if isinstance(best, dict) and best.get("warm_start"):
-            how.append("a warm-start trial: an earlier sweep/grid run")
-        doc.add(f"Best trial: validation accuracy **{pct(value)}**"
-                + (f" ({', '.join(how)})" if how else "") + ".")
-    if isinstance(params, dict) and params:
+    how = f"trial {best['trial_number']}"
+    if best["warm_start"]:
+        how += ", a warm-start trial: an earlier sweep/grid run"
+    doc.add(f"Best trial: validation accuracy **{pct(value)}** ({how}).")
+    if params:
         doc.add(md_table(["parameter", "best value"],
-                         [[f"`{k}`", format_value(v)] for k, v in params.items()
-                          if not isinstance(v, dict)], "ll"))
-    trials = optuna.trials_csv
-    if trials.is_file():
-        tr = pd.read_csv(trials)
-        if "state" in tr:
-            states = ", ".join(f"{s} {c}" for s, c in tr["state"].value_counts().items())
-            extra = ""
-            if "warm_start" in tr:
-                extra += f" {int(tr['warm_start'].astype(str).eq('True').sum())} warm-started " \
-                         "from sweep/grid runs."
-            if "duration_s" in tr:
-                extra += f" Trial time {duration(pd.to_numeric(tr['duration_s']).sum())}."
-            doc.add(f"{len(tr)} trials: {states}.{extra}")
-        vcol = next((c for c in ("value", "values_0", "user_attrs_val_acc") if c in tr), None)
-        if vcol:
-            done = tr[tr["state"] == "COMPLETE"] if "state" in tr else tr
-            top = done.sort_values(vcol, ascending=False).head(5)
-            pcols = [c for c in tr.columns if c.startswith("params_")]
-            rows = [[int(r["number"]) if "number" in r else i, pct(r[vcol]),
-                     *(format_value(r[c]) for c in pcols)] for i, r in top.iterrows()]
-            doc.add("Top trials:", md_table(["trial", "val acc",
-                                             *(c.removeprefix("params_") for c in pcols)], rows))
+                         [[f"`{k}`", format_value(v)] for k, v in params.items()], "ll"))
+    if optuna.trials_csv.is_file():
+        tr = pd.read_csv(optuna.trials_csv)
+        states = ", ".join(f"{s} {c}" for s, c in tr["state"].value_counts().items())
+        warm = int(tr["warm_start"].astype(str).eq("True").sum())
+        doc.add(f"{len(tr)} trials: {states}. {warm} warm-started from sweep/grid runs. "
+                f"Trial time {duration(pd.to_numeric(tr['duration_s']).sum())}.")
+        vcol = "values_0" if "values_0" in tr else "value"  # values_0: multi-objective
+        top = tr[tr["state"] == "COMPLETE"].sort_values(vcol, ascending=False).head(5)
+        pcols = [c for c in tr.columns if c.startswith("params_")]
+        rows = [[int(r["number"]), pct(r[vcol]), *(format_value(r[c]) for c in pcols)]
+                for _, r in top.iterrows()]
+        doc.add("Top trials:", md_table(["trial", "val acc",
+                                         *(c.removeprefix("params_") for c in pcols)], rows))
     for src, copy in report_optuna_figures(study).items():
         if src.is_file():
             with atomic_path(copy) as tmp:
                 shutil.copyfile(src, tmp)
             doc.fig(copy, f"optuna {src.stem.removeprefix('optuna_')}")
     return {"value": value, "params": params}
-
-
-def _per_seed(final: dict) -> list[tuple[Any, float, dict]]:
-    """Normalise the per-seed results of results/final/summary.json."""
-    ps = final.get("per_seed") or final.get("seeds_results") or final.get("runs")
-    out = []
-    if isinstance(ps, list):
-        for i, r in enumerate(ps):
-            if isinstance(r, dict):
-                out.append((r.get("seed", i), r.get("test_acc"), r))
-            else:
-                out.append((i, r, {}))
-    elif isinstance(ps, dict):
-        for seed, r in ps.items():
-            out.append((seed, r.get("test_acc") if isinstance(r, dict) else r,
-                        r if isinstance(r, dict) else {}))
-    elif isinstance(final.get("test_acc"), list):
-        seeds = final.get("seeds") or list(range(len(final["test_acc"])))
-        out = [(s, a, {}) for s, a in zip(seeds, final["test_acc"], strict=False)]
-    return out
 
 
 def _final(doc: _Doc, study: Study) -> dict | None:
@@ -508,24 +475,21 @@ def _final(doc: _Doc, study: Study) -> dict | None:
         doc.add("The final seeds trained on the training *and* validation splits "
                 "(`final.train_on_val`) and keep their last epoch; their validation "
                 "accuracy is no holdout and is not reported.")
-    seeds = _per_seed(final)
-    if seeds:
-        extra = [k for k in ("val_acc", "best_val_acc", "test_loss", "epochs_run",
-                             "total_time_s") if any(k in r for _, _, r in seeds)]
-        fmt = {"val_acc": pct, "best_val_acc": pct, "test_loss": lambda v: num(v, 4),
-               "epochs_run": lambda v: num(v, 0), "total_time_s": duration}
-        rows = [[s, pct(a), *(fmt[k](r.get(k)) for k in extra)] for s, a, r in seeds]
-        doc.add(md_table(["seed", "test acc", *extra], rows))
-    scalars = {k: v for k, v in final.items()
-               if k not in ("test_acc_mean", "test_acc_ci95", "per_seed", "test_acc", "seeds")
+    # The fields final.retrain.write_final_summary writes: a missing one is drift, and fails.
+    seeds = final["per_seed"]
+    extra = [k for k in ("best_val_acc", "test_loss", "epochs_run", "total_time_s")
+             if any(r[k] is not None for r in seeds)]
+    fmt = {"best_val_acc": pct, "test_loss": lambda v: num(v, 4),
+           "epochs_run": lambda v: num(v, 0), "total_time_s": duration}
+    rows = [[r["seed"], pct(r["test_acc"]), *(fmt[k](r[k]) for k in extra)] for r in seeds]
+    doc.add(md_table(["seed", "test acc", *extra], rows))
+    scalars = {k: v for k, v in final.items() if k not in ("test_acc_mean", "test_acc_ci95")
                and isinstance(v, str | int | float | bool)}
     if scalars:
         doc.add(md_table(["", ""], [[k, format_value(v)] for k, v in scalars.items()], "ll"))
-    cfg = final.get("config") or final.get("params") or final.get("overrides")
-    if isinstance(cfg, dict) and cfg:
-        doc.add("Configuration:", md_table(["key", "value"], [[f"`{k}`", format_value(v)]
-                                                              for k, v in cfg.items()
-                                                              if not isinstance(v, dict)], "ll"))
+    doc.add("Configuration:", md_table(["key", "value"], [[f"`{k}`", format_value(v)]
+                                                          for k, v in final["config"].items()],
+                                       "ll"))
     files = [f"`{p}`" for p in final_model_files(study) if p.is_file()]
     if files:
         doc.add("The exported model (the seed with the best validation accuracy): "
