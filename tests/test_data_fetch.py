@@ -107,7 +107,7 @@ def test_checksum_failure_never_replaces_a_good_file(tmp_path, toy_idx):
             install_download(url + name, dest, verify, FAST, progress=False)
         assert len(srv.hits) == 1  # wrong content is not retried
     assert dest.read_bytes() == good
-    assert not [p for p in out.iterdir() if p.name.endswith(".part")]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
 def test_existing_corrupt_file_is_refetched(tmp_path, toy_idx):

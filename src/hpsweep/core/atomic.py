@@ -1,11 +1,14 @@
 """Atomic writes: a temp file in the same directory, then os.replace.
 
 A killed job leaves at most a hidden temp file, never a result that looks complete.
+Every file hpsweep writes goes through atomic_path: one temp naming (.<name>.*.tmp) and
+one file-mode policy (the umask's, as a plain open() would give).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -34,3 +37,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Indented, key-sorted JSON with a final newline (manifests and records)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

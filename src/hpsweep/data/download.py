@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
+from hpsweep.core.atomic import atomic_path, write_json
 from hpsweep.data import DataError
 from hpsweep.data.formats import read_pixel_csv, scan_tiny
 from hpsweep.data.idx import verify as verify_idx
@@ -70,25 +71,11 @@ def file_hash(path: Path, algo: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def _temp_beside(dest: Path) -> Path:
-    # Hidden and suffixed .part: never mistaken for the finished file, and on the
-    # same filesystem as dest so the final os.replace is atomic.
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    os.chmod(name, 0o644)  # mkstemp's 0600 would make shared raw data unreadable to others
-    return Path(name)
-
-
 def install_copy(src: Path, dest: Path, verify: Verify) -> dict:
     """Copy src to dest through a verified temp file; return verify's record."""
-    tmp = _temp_beside(dest)
-    try:
+    with atomic_path(dest) as tmp:  # verified before it replaces dest
         shutil.copyfile(src, tmp)
-        info = verify(tmp)
-        os.replace(tmp, dest)
-        return info
-    finally:
-        tmp.unlink(missing_ok=True)
+        return verify(tmp)
 
 
 def _stream(url: str, tmp: Path, timeout: float, progress: bool, desc: str) -> None:
@@ -121,12 +108,10 @@ def install_download(url: str, dest: Path, verify: Verify, retry: Retry | None =
     retry = retry or Retry()
     last = "not tried"
     for attempt in range(1, retry.attempts + 1):
-        tmp = _temp_beside(dest)
         try:
-            _stream(url, tmp, retry.timeout, progress, dest.name)
-            info = verify(tmp)
-            os.replace(tmp, dest)
-            return info
+            with atomic_path(dest) as tmp:  # verified before it replaces dest
+                _stream(url, tmp, retry.timeout, progress, dest.name)
+                return verify(tmp)
         except HTTPError as e:
             last = f"HTTP {e.code} {e.reason}"
             if e.code < 500 and e.code not in (408, 429):
@@ -138,8 +123,6 @@ def install_download(url: str, dest: Path, verify: Verify, retry: Retry | None =
                             "https://host/path/") from None
         except (_Transient, OSError, http.client.HTTPException) as e:
             last = str(e) or type(e).__name__
-        finally:
-            tmp.unlink(missing_ok=True)
         log.info("%s: try %d/%d failed: %s", url, attempt, retry.attempts, last)
         if attempt < retry.attempts:
             time.sleep(retry.backoff * 2 ** (attempt - 1))
@@ -184,16 +167,6 @@ def read_record(dest_dir: Path) -> dict:
         return {}
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # ----------------------------------------------------------------------- fetch
 
 
@@ -222,7 +195,7 @@ def fetch(dataset: str, raw_dir: Path, mirrors: list[str], urls: list[str] | Non
     else:
         record = _fetch_csv(spec, dest_dir, csv_path, old)
     if record != old:
-        write_json_atomic(dest_dir / RECORD, record)
+        write_json(dest_dir / RECORD, record)
     return dest_dir
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpsweep.core.atomic import write_json
 from hpsweep.core.layout import manifest_path
 from hpsweep.data import DataError
-from hpsweep.data.download import file_hash, read_record, write_json_atomic
+from hpsweep.data.download import file_hash, read_record
 from hpsweep.data.formats import load_images, read_pixel_csv, scan_tiny, tiny_class_names
 from hpsweep.data.idx import load_pair, read_verified
 from hpsweep.data.prepared import SPLITS, save_prepared
@@ -218,5 +219,5 @@ def prepare(data_cfg, raw_dir: Path, out_path: Path, progress: bool = True) -> d
         "checksum": checksum,
         **raw.extra,
     }
-    write_json_atomic(manifest_path(out_path), manifest)
+    write_json(manifest_path(out_path), manifest)
     return manifest

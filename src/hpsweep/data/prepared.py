@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from hpsweep.core.atomic import atomic_path
 
 SPLITS = ("train", "val", "test")
 
@@ -87,22 +88,18 @@ def save_prepared(path: str | Path, tensors: dict[str, torch.Tensor], classes: l
             raise ValueError(f"y_{s} has labels outside 0..{len(classes) - 1}")
     checksum = tensor_checksum(tensors)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save({**tensors, "classes": list(classes), "dataset": dataset,
-                    "checksum": checksum}, tmp)
-        os.replace(tmp, path)
-    except RuntimeError as e:
-        # torch reports a failed write as "[enforce fail at inline_container.cc] ...":
-        # name the file, and a full disk as such (checked while the partial file exists).
-        need = sum(t.numel() * t.element_size() for t in tensors.values())
-        full = shutil.disk_usage(path.parent).free < need
-        raise OSError(errno.ENOSPC if full else errno.EIO,
-                      "No space left on device" if full else f"write failed ({e})",
-                      str(path)) from None
-    finally:  # a failed write leaves no half-written temp file behind
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:  # a failed write leaves no half-written file behind
+        try:
+            torch.save({**tensors, "classes": list(classes), "dataset": dataset,
+                        "checksum": checksum}, tmp)
+        except RuntimeError as e:
+            # torch reports a failed write as "[enforce fail at inline_container.cc] ...":
+            # name the file, and a full disk as such (checked while the partial file exists).
+            need = sum(t.numel() * t.element_size() for t in tensors.values())
+            full = shutil.disk_usage(path.parent).free < need
+            raise OSError(errno.ENOSPC if full else errno.EIO,
+                          "No space left on device" if full else f"write failed ({e})",
+                          str(path)) from None
     return checksum
 
 

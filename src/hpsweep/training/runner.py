@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
+from hpsweep.core.atomic import write_text
 from hpsweep.core.plan import dumps_config
 from hpsweep.core.study import Study
 from hpsweep.data.prepared import load_prepared
@@ -29,9 +29,7 @@ def train_planned_run(study: Study, run_id: str, threads: int | None = None,
                        "run `hpsweep plan` to list the study's runs")
     out_dir = study.paths.run_dir(run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".config.json.tmp{os.getpid()}"
-    tmp.write_text(dumps_config(spec))
-    os.replace(tmp, out_dir / "config.json")
+    write_text(out_dir / "config.json", dumps_config(spec))
     data = load_prepared(study.paths.prepared)
     log.info("run %s: seed %d, %s", run_id, spec.seed, Path(out_dir))
     return train_run(spec.config, data, out_dir, seed=spec.seed, threads=threads,
