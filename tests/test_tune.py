@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -19,8 +20,8 @@ from hpsweep.core.layout import optuna_figure_path as figure_path
 from hpsweep.core.plan import make_run
 from hpsweep.core.schema import ParamsError, parse_params
 from hpsweep.data.prepared import load_prepared
+from hpsweep.data.split import stratified_folds
 from hpsweep.tuning.counting import admitted, trial_counts
-from hpsweep.tuning.folds import stratified_folds
 from hpsweep.tuning.objective import Objective, _Surplus
 from hpsweep.tuning.results import collect
 from hpsweep.tuning.space import SearchSpace, family_of
@@ -195,16 +196,15 @@ def test_a_surplus_claim_still_records_its_worker(tmp_path):
 
 
 def test_stratified_folds_partition_and_balance():
-    import torch
-
-    y = torch.tensor([0] * 10 + [1] * 7 + [2] * 5)
+    y = np.array([0] * 10 + [1] * 7 + [2] * 5)
     folds = stratified_folds(y, 3, seed=0)
-    allidx = torch.sort(torch.cat(folds)).values
-    assert torch.equal(allidx, torch.arange(len(y)))
+    assert np.array_equal(np.sort(np.concatenate(folds)), np.arange(len(y)))
+    assert sorted(len(f) for f in folds) == [7, 7, 8]
     for f in folds:
-        counts = torch.bincount(y[f], minlength=3)
-        assert (counts >= torch.tensor([3, 2, 1])).all()
+        counts = np.bincount(y[f], minlength=3)
+        assert (counts >= [3, 2, 1]).all() and (counts <= [4, 3, 2]).all()
     assert stratified_folds(y, 3, seed=0)[1].tolist() == folds[1].tolist()
+    assert stratified_folds(y, 3, seed=1)[1].tolist() != folds[1].tolist()
 
 
 # -- pruning, cross-validation, samplers (one in-process worker) -------------------------------

@@ -47,8 +47,8 @@ from tqdm import tqdm
 
 from hpsweep.core.layout import StudyPaths
 from hpsweep.core.schema import Params, resolve_run
-from hpsweep.data.prepare import stratified_subset
 from hpsweep.data.prepared import PreparedData, load_prepared
+from hpsweep.data.split import stratified_subset
 from hpsweep.training.engine import train_run
 from hpsweep.tuning.algorithms import make_pruner, make_sampler
 

@@ -162,8 +162,11 @@ class OptunaLayout:
     @cached_property
     def key(self) -> str:
         o = self.params.optuna
+        cv: dict = {"cv_folds": o.cv_folds}
+        if o.cv_folds:  # how folds are drawn (data.split since 0.1): new folds, new study
+            cv["folds"] = "data.split.stratified_folds"
         return run_signature(self.params.run_base(), {
-            "space": self.space.describe(), "epochs": o.epochs, "cv_folds": o.cv_folds,
+            "space": self.space.describe(), "epochs": o.epochs, **cv,
             "split_seed": self.params.data.split_seed, "directions": self.directions,
             "seed": self.trial_seed, "data": data_identity(self.params),
             "code": code_version()})[:10]

@@ -8,7 +8,8 @@ Modules, one job each:
     download.py  getting bytes onto disk safely: mirrors, HTTP retries, atomic install, zips
     idx.py       strict IDX reader (MNIST, Fashion-MNIST)
     formats.py   CSV and Tiny ImageNet readers
-    prepare.py   stratified split/subset, prepared file and manifest
+    split.py     stratified split, subset and k folds: every split hpsweep draws
+    prepare.py   raw files -> the prepared file (fixed split) and its manifest
     prepared.py  the prepared-file format every training run reads
 """
 
@@ -28,14 +29,10 @@ class DataError(Exception):
 
 # Imported after DataError: the submodules import it from here.
 from hpsweep.data.download import fetch  # noqa: E402
-from hpsweep.data.prepare import (  # noqa: E402
-    manifest_path,
-    prepare,
-    stratified_split,
-    stratified_subset,
-)
+from hpsweep.data.prepare import manifest_path, prepare  # noqa: E402
 from hpsweep.data.prepared import PreparedData, load_prepared, save_prepared  # noqa: E402
 from hpsweep.data.sources import DATASETS, DatasetSpec, IdxFile, get_spec  # noqa: E402
+from hpsweep.data.split import stratified_split, stratified_subset  # noqa: E402
 
 __all__ = [
     "DATASETS",

@@ -8,7 +8,6 @@ training run) and its checksum names the data every run was trained on.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from hpsweep.data.formats import load_images, read_pixel_csv, scan_tiny, tiny_cl
 from hpsweep.data.idx import load_pair, read_verified
 from hpsweep.data.prepared import SPLITS, save_prepared
 from hpsweep.data.sources import CSV_FILE, DatasetSpec, get_spec
+from hpsweep.data.split import stratified_split, stratified_subset
 
 # Each random draw gets its own stream, so changing one (e.g. train_subset)
 # never reshuffles another (the validation split).
@@ -33,52 +33,6 @@ CSV_TEST_SEED = 0
 
 SPLIT_METHOD = ("stratified: per class, numpy default_rng(seed) permutation; per-class counts"
                 " by largest remainder so the total is exactly round(fraction * N)")
-
-
-# ------------------------------------------------------------------- splitting
-
-
-def _allocate(class_sizes: np.ndarray, total: int) -> np.ndarray:
-    """Per-class counts proportional to class size that sum exactly to ``total``."""
-    quota = class_sizes * (total / class_sizes.sum())
-    counts = np.floor(quota).astype(np.int64)
-    short = total - int(counts.sum())
-    # Largest fractional parts first; ties go to the lower class index (stable sort).
-    order = np.argsort(-(quota - counts), kind="stable")
-    counts[order[:short]] += 1
-    return counts
-
-
-def _stratified_take(labels: np.ndarray, total: int, seed: int | Sequence[int]) -> np.ndarray:
-    labels = np.asarray(labels)
-    classes, sizes = np.unique(labels, return_counts=True)
-    counts = _allocate(sizes, total)
-    rng = np.random.default_rng(seed)
-    taken = [rng.permutation(np.flatnonzero(labels == c))[:k]
-             for c, k in zip(classes, counts, strict=True)]
-    return np.sort(np.concatenate(taken)) if taken else np.empty(0, dtype=np.int64)
-
-
-def stratified_split(labels: np.ndarray, fraction: float,
-                     seed: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into (rest, taken): ``taken`` holds round(fraction * N) samples,
-    each class contributing in proportion to its size. Both sorted; same seed, same split."""
-    n = len(labels)
-    if not 0.0 <= fraction <= 1.0:
-        raise DataError(f"split fraction must be in 0..1, got {fraction}")
-    taken = _stratified_take(labels, round(fraction * n), seed)
-    rest = np.setdiff1d(np.arange(n), taken, assume_unique=True)
-    return rest, taken
-
-
-def stratified_subset(labels: np.ndarray, n: int, seed: int | Sequence[int]) -> np.ndarray:
-    """Sorted indices of exactly ``n`` samples, stratified by class."""
-    if not 0 < n <= len(labels):
-        raise DataError(
-            f"data.train_subset = {n} but the training split has {len(labels)} samples;"
-            f" use 1..{len(labels)}, or 0 for all"
-        )
-    return _stratified_take(labels, n, seed)
 
 
 # --------------------------------------------------------------------- reading
