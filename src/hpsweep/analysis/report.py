@@ -46,6 +46,7 @@ from hpsweep.core.layout import (
 )
 from hpsweep.core.params_deps import made_from
 from hpsweep.core.plan import format_value
+from hpsweep.core.stats import format_mean_ci
 from hpsweep.core.study import Study
 
 MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
@@ -68,13 +69,6 @@ def _finite(x: Any) -> bool:
 
 def pct(x: Any, digits: int = 2) -> str:
     return f"{100 * float(x):.{digits}f} %" if _finite(x) else "–"
-
-
-def mean_ci_text(mean: Any, half: Any, digits: int = 2) -> str:
-    if not _finite(mean):
-        return "–"
-    text = f"{100 * float(mean):.{digits}f}"
-    return text + (f" ± {100 * float(half):.{digits}f} %" if _finite(half) else " %")
 
 
 def num(x: Any, digits: int = 1) -> str:
@@ -160,11 +154,11 @@ def _summary(doc: _Doc, study: Study, configs: pd.DataFrame, swing: pd.DataFrame
     if len(configs) and configs[MEAN].notna().any():
         b = configs.iloc[0]
         lines.append(f"- **Best configuration:** {b['label']} ({b['where']}): best validation "
-                     f"accuracy {mean_ci_text(b[MEAN], b[CI])} over {int(b['n'])} seed(s).")
+                     f"accuracy {format_mean_ci(b[MEAN], b[CI])} over {int(b['n'])} seed(s).")
         base = configs[configs["where"].str.startswith("baseline")]
         if len(base):
             r = base.iloc[0]
-            lines.append(f"- **Baseline:** {mean_ci_text(r[MEAN], r[CI])} "
+            lines.append(f"- **Baseline:** {format_mean_ci(r[MEAN], r[CI])} "
                          f"(rank {int(r['rank'])} of {len(configs)} configurations).")
     else:
         lines.append("- No completed runs yet.")
@@ -189,7 +183,7 @@ def _summary(doc: _Doc, study: Study, configs: pd.DataFrame, swing: pd.DataFrame
                  f"{int((runs['status'] != 'missing').sum())} runs.")
     if final and _finite(final.get("test_acc_mean")):
         lines.append(f"- **Final retrain (test split):** "
-                     f"{mean_ci_text(final['test_acc_mean'], final.get('test_acc_ci95'))}.")
+                     f"{format_mean_ci(final['test_acc_mean'], final.get('test_acc_ci95'))}.")
     doc.add("## Summary", "\n".join(lines))
 
 
@@ -248,7 +242,7 @@ def _sweep_rows(df: pd.DataFrame, base_value: str | None) -> list[list[Any]]:
         if r.get("best"):
             label = f"**{label}** ★"
         gap = (r.get("final_train_acc_mean", math.nan) - r.get("final_val_acc_mean", math.nan))
-        rows.append([label, f"{int(r['n_ok'])}/{int(r['n'])}", mean_ci_text(r[MEAN], r[CI]),
+        rows.append([label, f"{int(r['n_ok'])}/{int(r['n'])}", format_mean_ci(r[MEAN], r[CI]),
                      pct(r.get("final_val_acc_mean")),
                      f"{100 * gap:+.1f}" if _finite(gap) else "–",
                      duration(r.get("total_time_s_mean")), num(r.get("n_params"), 0),
@@ -301,7 +295,7 @@ def _grids(doc: _Doc, study: Study, table: pd.DataFrame) -> None:
             continue
         xl = [format_value(v) for v in g.x.values]
         yl = [format_value(v) for v in g.y.values]
-        cell = {(r["y"], r["x"]): (("**" if r["best"] else "") + mean_ci_text(r[MEAN], r[CI])
+        cell = {(r["y"], r["x"]): (("**" if r["best"] else "") + format_mean_ci(r[MEAN], r[CI])
                                    + ("**" if r["best"] else ""))
                 for _, r in long.iterrows()}
         rows = [[y, *(cell.get((y, x), "–") for x in xl)] for y in yl]
@@ -334,7 +328,7 @@ def _configs(doc: _Doc, study: Study, configs: pd.DataFrame) -> None:
         return
     named = configs[configs["where"].str.contains("config ")]
     rows = [[r["label"], r["params"], f"{int(r['n_ok'])}/{int(r['n'])}",
-             mean_ci_text(r[MEAN], r[CI]), int(r["rank"]), duration(r.get("total_time_s_mean"))]
+             format_mean_ci(r[MEAN], r[CI]), int(r["rank"]), duration(r.get("total_time_s_mean"))]
             for _, r in named.iterrows()]
     doc.add("## Named configurations",
             md_table(["name", "overrides", "ok runs", "best val acc", "rank", "time/run"],
@@ -365,7 +359,7 @@ def _shortlist(doc: _Doc, study: Study, short: pd.DataFrame) -> None:
     for _, r in short.iterrows():
         gap = r.get("final_train_acc_mean", math.nan) - r.get("final_val_acc_mean", math.nan)
         rows.append([int(r["rank"]), r["label"], r["where"], f"{int(r['n_ok'])}/{int(r['n'])}",
-                     mean_ci_text(r[MEAN], r[CI]), pct(r.get("final_train_acc_mean")),
+                     format_mean_ci(r[MEAN], r[CI]), pct(r.get("final_train_acc_mean")),
                      pct(r.get("final_val_acc_mean")),
                      f"{100 * gap:+.1f}" if _finite(gap) else "–",
                      duration(r.get("total_time_s_mean")), num(r.get("n_params"), 0)])
@@ -469,7 +463,7 @@ def _final(doc: _Doc, study: Study) -> dict | None:
         return None
     doc.add(f"The selected configuration retrained with seeds "
             f"{', '.join(map(str, study.params.final.seeds))} and evaluated once on the "
-            f"held-out test split: **{mean_ci_text(final.get('test_acc_mean'), final.get('test_acc_ci95'))}** "  # noqa: E501
+            f"held-out test split: **{format_mean_ci(final.get('test_acc_mean'), final.get('test_acc_ci95'))}** "  # noqa: E501
             "(mean ± 95 % CI).")
     if final.get("trained_on") == "train+val":
         doc.add("The final seeds trained on the training *and* validation splits "

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
 
 
 @dataclass(frozen=True)
@@ -50,16 +49,32 @@ def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> MeanCI:
     std = float(x.std(ddof=1))
     if std == 0.0:  # scipy returns NaN bounds for a zero scale; the interval is the point
         return MeanCI(n, mean, 0.0, mean, mean)
+    from scipy import stats as _st  # seconds to import: only where an interval is drawn
+
     low, high = _st.t.interval(confidence, df=n - 1, loc=mean, scale=std / math.sqrt(n))
     return MeanCI(n, mean, std, float(low), float(high))
 
 
-def fmt_mean_ci(ci: MeanCI, pct: bool = True, digits: int = 2) -> str:
-    """'85.31 ± 0.42 %' (or '85.31 %' for one seed, '–' for none)."""
-    if ci.n == 0 or not math.isfinite(ci.mean):
+def _finite(x) -> bool:
+    try:
+        return x is not None and math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def format_mean_ci(mean, half, *, pct: bool = True, digits: int = 2) -> str:
+    """'85.31 ± 0.42 %' (pct) or '0.8531 ± 0.0042'; the mean alone where there is no
+    interval (one seed), '–' where there is no mean. The one mean ± CI text of hpsweep:
+    tables, report and status."""
+    if not _finite(mean):
         return "–"
     scale, unit = (100.0, " %") if pct else (1.0, "")
-    text = f"{ci.mean * scale:.{digits}f}"
-    if math.isfinite(ci.half):
-        text += f" ± {ci.half * scale:.{digits}f}"
+    text = f"{float(mean) * scale:.{digits}f}"
+    if _finite(half):
+        text += f" ± {float(half) * scale:.{digits}f}"
     return text + unit
+
+
+def fmt_mean_ci(ci: MeanCI, pct: bool = True, digits: int = 2) -> str:
+    """format_mean_ci of a MeanCI."""
+    return format_mean_ci(ci.mean, ci.half, pct=pct, digits=digits)

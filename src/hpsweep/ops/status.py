@@ -31,6 +31,7 @@ from typing import Any
 from hpsweep.core import params_deps
 from hpsweep.core.plan import format_value
 from hpsweep.core.runstatus import USABLE, RunStatus
+from hpsweep.core.stats import format_mean_ci
 from hpsweep.core.study import Study
 from hpsweep.training.runstore import inspect
 
@@ -491,8 +492,8 @@ def render(st: StudyStatus) -> str:
         sm_ = f.get("summary")
         if sm_ and sm_.get("test_acc_mean") is not None:
             ci = sm_.get("test_acc_ci95")
-            out.append(f"  test acc {sm_['test_acc_mean']:.4f}" +
-                       (f" ± {ci:.4f} (95 % CI)" if ci is not None else "") +
+            acc = format_mean_ci(sm_["test_acc_mean"], ci, pct=False, digits=4)
+            out.append(f"  test acc {acc}" + (" (95 % CI)" if ci is not None else "") +
                        f" over {sm_['n_seeds']} seeds; {f['summary_path']}")
 
     out.append("")
