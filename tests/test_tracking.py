@@ -39,6 +39,7 @@ def test_runs_are_logged_once_with_params_curves_and_artifacts(tmp_path):
     for r in runs:
         run_id = r.data.tags["hpsweep.run_id"]
         metrics = json.loads((study.paths.run_dir(run_id) / "metrics.json").read_text())
+        assert r.data.tags["hpsweep.status"] == metrics["status"]
         cfg = study.plan.runs[run_id].config
         assert r.data.params["train.lr"] == str(cfg["train"]["lr"])
         assert r.data.params["model.width"] == str(cfg["model"]["width"])

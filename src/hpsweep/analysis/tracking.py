@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hpsweep.core.dotted import flatten
 from hpsweep.core.layout import export_dir, export_marker
 from hpsweep.core.params_deps import made_from
 from hpsweep.core.study import Study
@@ -46,17 +47,6 @@ def tracking_uri(study: Study) -> str:
     if uri:
         return uri
     return f"sqlite:///{(export_dir(study) / 'mlflow.db').resolve()}"
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in config.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{key}."))
-        else:
-            out[key] = json.dumps(v) if isinstance(v, list) else str(v)
-    return out
 
 
 def _runs_to_log(study: Study) -> list[dict[str, Any]]:
@@ -128,12 +118,14 @@ def _log_one(client, Metric, Param, exp_id: str, run: dict[str, Any],  # noqa: N
     metrics = json.loads((run["dir"] / "metrics.json").read_text())
     config = metrics.get("provenance", {}).get("run_config") or {}
     tags = {"hpsweep.run_id": run["run_id"], "hpsweep.signature": run["signature"],
-            "hpsweep.kind": run["kind"], "hpsweep.ops.status": str(metrics.get("status")),
+            "hpsweep.kind": run["kind"], "hpsweep.status": str(metrics.get("status")),
             "hpsweep.dir": str(run["dir"])}
     mrun = client.create_run(exp_id, run_name=run["name"], tags=tags)
     rid = mrun.info.run_id
     now = int(time.time() * 1000)
-    params = [Param(k, v[:6000]) for k, v in flatten(config).items()]
+    # MLflow params are text: lists as JSON, like TensorBoard's hparams
+    params = [Param(k, (json.dumps(v) if isinstance(v, list) else str(v))[:6000])
+              for k, v in flatten(config).items()]
     params.append(Param("seed", str(run["seed"])))
     metric_rows = [Metric(k, float(row[k]), now, int(row["epoch"]))
                    for row in metrics.get("history", []) for k in EPOCH_METRICS

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsweep.core.atomic import write_text
+from hpsweep.core.dotted import flatten
 from hpsweep.core.schema import Params
 
 # Location keys: where outputs are written.
@@ -356,11 +357,7 @@ def downstream(rules: set[str]) -> set[str]:
 
 def leaf_keys(params: Params) -> list[str]:
     """Every leaf key of a validated study (schema defaults included)."""
-    def walk(node: Any, prefix: str) -> list[str]:
-        if isinstance(node, dict) and node:
-            return [k for key, v in node.items() for k in walk(v, f"{prefix}{key}.")]
-        return [prefix[:-1]]
-    return walk(params.model_dump(mode="json"), "")
+    return list(flatten(params.model_dump(mode="json")))
 
 
 def rerun_table(params: Params) -> list[tuple[str, list[str], list[str]]]:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from hpsweep.core.atomic import write_text
+from hpsweep.core.dotted import flatten
 from hpsweep.core.ids import code_version
 from hpsweep.core.layout import config_path, seed_dir, summary_path
 from hpsweep.core.params_deps import made_from
@@ -125,8 +126,7 @@ def write_final_summary(study: Study) -> dict[str, Any]:
         "best": best, "overrides": final_overrides(study, best),
         # the retrained configuration as dotted model.* / train.* keys (readable tables),
         # and as the nested run config the trainer took
-        "config": {f"{section}.{k}": v for section in ("model", "train")
-                   for k, v in config[section].items()},
+        "config": flatten({"model": config["model"], "train": config["train"]}),
         "run_config": config,
     }
     export_model(study, export, config, summary)

@@ -13,24 +13,11 @@ from typing import Any
 import torch
 
 from hpsweep.core.atomic import write_text
+from hpsweep.core.dotted import flatten
 
 EPOCH_TAGS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s")
 STEP_TAG = "train/loss_step"
 HPARAM_METRICS = ("best_val_acc", "best_val_loss", "final_val_acc", "test_acc", "epochs_run")
-
-
-def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}; lists become their JSON text."""
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif isinstance(v, list | tuple):
-            out[key] = json.dumps(list(v))
-        else:
-            out[key] = v
-    return out
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -78,8 +65,10 @@ class TBLog:
             self.w.add_scalar(tag, row[key], epoch)
 
     def hparams(self, run_cfg: dict[str, Any], metrics: dict[str, Any]) -> None:
-        hp = {k: v for k, v in flatten(run_cfg).items()
-              if isinstance(v, bool | int | float | str)}
+        # TensorBoard takes scalars and text: lists as their JSON text
+        hp = {k: json.dumps(list(v)) if isinstance(v, list | tuple) else v
+              for k, v in flatten(run_cfg).items()}
+        hp = {k: v for k, v in hp.items() if isinstance(v, bool | int | float | str)}
         hp["seed"] = metrics["seed"]
         hp["status"] = metrics["status"]
         md = {f"hparam/{k}": float(metrics[k]) for k in HPARAM_METRICS
