@@ -31,9 +31,8 @@ import pandas as pd
 import tomli_w
 
 from hpsweep.core.atomic import atomic_path, write_text
+from hpsweep.core.metric_names import EPOCH_TAGS, STEP_TAG, TAG_METRIC
 
-EPOCH_TAGS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s")
-STEP_TAG = "train/loss_step"
 SCALAR_COLUMNS = ("tag", "step", "value", "wall_time")
 TOLERANCE = 1e-6  # float32 events vs float64 metrics: rounding is < 1e-7 on [0, 1]
 
@@ -144,8 +143,7 @@ def derive_metrics(scalars: pd.DataFrame) -> dict[str, Any]:
         out["min_val_loss"] = _f(v["val/loss"].min()) if "val/loss" in v else None
     if len(ep):
         last = ep.iloc[-1]
-        names = {"train/loss": "train_loss", "train/acc": "train_acc", "val/loss": "val_loss",
-                 "val/acc": "val_acc", "lr": "lr"}
+        names = {t: m for t, m in TAG_METRIC.items() if m != "epoch_s"}
         out["final"] = {"epoch": int(ep.index[-1]),
                         **{n: _f(last[t]) for t, n in names.items() if t in ep}}
         fin = out["final"]

@@ -31,6 +31,7 @@ from hpsweep.analysis.tables import (
 )
 from hpsweep.core.atomic import atomic_path
 from hpsweep.core.layout import figure_paths
+from hpsweep.core.metric_names import EPOCH_SCALARS
 from hpsweep.core.plan import format_value
 from hpsweep.core.study import Study
 
@@ -249,8 +250,7 @@ def run_curves(study: Study, run_id: str) -> pd.DataFrame:
         hist = json.loads((d / "metrics.json").read_text()).get("history") or []
         if hist:
             h = pd.DataFrame(hist).set_index("epoch")
-            return h.rename(columns={"train_loss": "train/loss", "train_acc": "train/acc",
-                                     "val_loss": "val/loss", "val_acc": "val/acc"})
+            return h.rename(columns=EPOCH_SCALARS)
     return pd.DataFrame()
 
 

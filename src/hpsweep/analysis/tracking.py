@@ -26,12 +26,12 @@ from typing import Any
 
 from hpsweep.core.dotted import flatten
 from hpsweep.core.layout import export_dir, export_marker
+from hpsweep.core.metric_names import EPOCH_METRICS
 from hpsweep.core.params_deps import made_from
 from hpsweep.core.study import Study
 
 log = logging.getLogger(__name__)
 
-EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "epoch_s")
 FINAL_METRICS = ("best_val_acc", "best_val_loss", "final_val_acc", "final_val_loss",
                  "test_acc", "test_loss", "best_epoch", "epochs_run", "total_time_s",
                  "samples_per_s", "n_params", "peak_mem_mb")

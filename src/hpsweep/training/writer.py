@@ -14,10 +14,7 @@ import torch
 
 from hpsweep.core.atomic import write_text
 from hpsweep.core.dotted import flatten
-
-EPOCH_TAGS = ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "time/epoch_s")
-STEP_TAG = "train/loss_step"
-HPARAM_METRICS = ("best_val_acc", "best_val_loss", "final_val_acc", "test_acc", "epochs_run")
+from hpsweep.core.metric_names import EPOCH_SCALARS, HPARAM_METRICS, STEP_TAG
 
 
 def finite_or_none(obj: Any) -> Any:
@@ -60,8 +57,7 @@ class TBLog:
         self.w.add_scalar(STEP_TAG, value, step)
 
     def epoch(self, epoch: int, row: dict[str, float]) -> None:
-        for tag, key in zip(EPOCH_TAGS, ("train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                                          "epoch_s"), strict=True):
+        for key, tag in EPOCH_SCALARS.items():
             self.w.add_scalar(tag, row[key], epoch)
 
     def hparams(self, run_cfg: dict[str, Any], metrics: dict[str, Any]) -> None:
