@@ -1,2 +1,31 @@
-"""hpsweep: reproducible hyperparameter studies for PyTorch image classifiers."""
+"""hpsweep: reproducible hyperparameter studies for PyTorch image classifiers.
+
+The package is laid out like the study's DAG. Imports run one way, down this list:
+core <- data <- training <- tuning, final <- analysis <- ops, bench, cli; core is
+torch-free (the Snakefile reads it to build the DAG).
+
+core/        the study itself
+    schema.py        params.toml as typed, validated models (Params, ParamsError)
+    plan.py          the sweep plan: params expanded into runs named by their signature
+    ids.py           ENGINE_VERSION, the training engine's identity in run signatures
+    layout.py        where every output lives (StudyPaths, per-stage paths): one owner
+    study.py         a loaded study: params, paths, plan
+    params_deps.py   which params keys each rule depends on; the params stamps
+    runstatus.py     how a run ended (RunStatus) and which endings count
+    metric_names.py  per-epoch metric keys and their TensorBoard tags
+    stats.py         mean and Student-t interval over seeds, and its text
+    dotted.py        nested configs as dotted keys
+    atomic.py        atomic file writes
+data/        the dataset stage (data/__init__.py lists its modules)
+training/    one run: engine, models, schedules, augmentation, checkpoints, writer;
+             runner (a planned run), runstore (which runs are complete or stale)
+tuning/      the Optuna stage (tuning/__init__.py lists its modules)
+final/       select (which config), retrain (K seeds, test accuracy), export (model files)
+analysis/    extract (TensorBoard -> tables), tables (summary CSVs), plots, report,
+             tracking (MLflow export)
+ops/         status (`hpsweep status`), jobs (what Snakemake jobs share), dvcyaml
+bench/       throughput (`hpsweep bench`), hpo (`hpsweep bench-hpo`)
+cli.py       the `hpsweep` command
+"""
+
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""Helpers the Snakefile calls (kept here so they can be tested)."""
+"""What Snakemake jobs share: study loading, per-job log files, the thread policy."""
 
 from __future__ import annotations
 
