@@ -29,7 +29,6 @@ from hpsweep.analysis.tables import (
     config_table,
     failures,
     grid_long,
-    read_metrics,
     sweep_table,
     swing_table,
 )
@@ -48,6 +47,7 @@ from hpsweep.core.params_deps import made_from
 from hpsweep.core.plan import format_value
 from hpsweep.core.stats import format_mean_ci
 from hpsweep.core.study import Study
+from hpsweep.training.runstore import read_metrics
 
 MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
 # ------------------------------------------------------------------ paths

@@ -34,6 +34,7 @@ from hpsweep.core.plan import format_value, plan_id
 from hpsweep.core.runstatus import USABLE
 from hpsweep.core.stats import mean_ci
 from hpsweep.core.study import Study
+from hpsweep.training.runstore import read_metrics
 
 METRIC_COLUMNS = ("status", "best_val_acc", "best_val_loss", "best_epoch", "final_val_acc",
                   "final_val_loss", "final_train_acc", "test_acc", "test_loss", "epochs_run",
@@ -50,11 +51,6 @@ TEXT_COLUMNS = ("group", "name", "label", "value", "x", "y", "params", "run_id",
 
 
 # ------------------------------------------------------------------ the member table
-
-
-def read_metrics(run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def config_id(run_cfg: dict[str, Any]) -> str:

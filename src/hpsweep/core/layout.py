@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from hpsweep.core.ids import code_version
 from hpsweep.core.plan import data_identity
-from hpsweep.core.schema import Params, run_signature
+from hpsweep.core.schema import Params, describe_space, run_signature
 
 if TYPE_CHECKING:  # a Study holds its StudyPaths: imported for annotations only
     from hpsweep.core.study import Study
@@ -139,12 +139,6 @@ class OptunaLayout:
     def params(self):
         return self.study.params
 
-    @cached_property
-    def space(self):
-        from hpsweep.tuning.space import SearchSpace
-
-        return SearchSpace(self.params.optuna.space, self.params.model.arch)
-
     @property
     def multi_objective(self) -> bool:
         """nsga2 searches the accuracy / size trade-off: maximize val acc, minimize params."""
@@ -166,7 +160,7 @@ class OptunaLayout:
         if o.cv_folds:  # how folds are drawn (data.split since 0.1): new folds, new study
             cv["folds"] = "data.split.stratified_folds"
         return run_signature(self.params.run_base(), {
-            "space": self.space.describe(), "epochs": o.epochs, **cv,
+            "space": describe_space(o.space), "epochs": o.epochs, **cv,
             "split_seed": self.params.data.split_seed, "directions": self.directions,
             "seed": self.trial_seed, "data": data_identity(self.params),
             "code": code_version()})[:10]

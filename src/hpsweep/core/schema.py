@@ -222,6 +222,13 @@ class SpaceParam(_Strict):
         return self
 
 
+def describe_space(space: dict[str, SpaceParam]) -> dict[str, Any]:
+    """The space as plain data (model.arch first, then params order): what names an
+    Optuna study (core.layout.OptunaLayout.key) and what the study records."""
+    keys = sorted(space, key=lambda k: k != "model.arch")
+    return {k: space[k].model_dump(exclude_none=True) for k in keys}
+
+
 class OptunaConfig(_Strict):
     enabled: bool = True
     n_trials: int = Field(20, ge=1)

@@ -33,7 +33,8 @@ from hpsweep.core.params_deps import made_from
 from hpsweep.core.stats import mean_ci
 from hpsweep.core.study import Study
 from hpsweep.final.export import export_model
-from hpsweep.final.select import best_choice, final_overrides, final_spec, read_metrics
+from hpsweep.final.select import best_choice, final_overrides, final_spec
+from hpsweep.training.runstore import read_metrics
 
 log = logging.getLogger(__name__)
 

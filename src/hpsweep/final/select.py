@@ -5,19 +5,13 @@ accuracy; ``final.epochs`` > 0 replaces its epochs."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from hpsweep.core.layout import best_input
 from hpsweep.core.plan import RunSpec, make_run
 from hpsweep.core.runstatus import USABLE
 from hpsweep.core.study import Study
-
-
-def read_metrics(run_dir: Path) -> dict | None:
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
+from hpsweep.training.runstore import read_metrics
 
 # -- the configuration --------------------------------------------------------------------------
 

@@ -35,6 +35,12 @@ class RunState:
     why: str = ""
 
 
+def read_metrics(run_dir: Path) -> dict | None:
+    """A run's metrics.json (written last by the trainer: the run is complete), or None."""
+    path = run_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def inspect(study: Study, run_id: str) -> RunState:
     d = study.paths.run_dir(run_id)
     if not d.exists():

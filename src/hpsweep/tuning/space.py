@@ -18,7 +18,14 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hpsweep.core.schema import CNNConfig, MLPConfig, Params, ParamsError, SpaceParam
+from hpsweep.core.schema import (
+    CNNConfig,
+    MLPConfig,
+    Params,
+    ParamsError,
+    SpaceParam,
+    describe_space,
+)
 
 if TYPE_CHECKING:  # optuna is imported where distributions are built: the Snakefile
     # needs describe() (the study key) and should not pay for importing optuna
@@ -177,7 +184,7 @@ class SearchSpace:
         return params, {k: by_key[k].distribution() for k in values}
 
     def describe(self) -> dict[str, Any]:
-        return {d.key: d.spec.model_dump(exclude_none=True) for d in self.dims}
+        return describe_space({d.key: d.spec for d in self.dims})
 
 
 def trial_overrides(params: Params, values: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import optuna
 from hpsweep.core.layout import OptunaLayout
 from hpsweep.core.schema import ParamsError
 from hpsweep.tuning.algorithms import make_pruner, make_sampler
+from hpsweep.tuning.space import SearchSpace
 from hpsweep.tuning.storage import mask, open_storage, storage_url
 
 
@@ -42,6 +43,10 @@ def optuna_logs_to_root() -> None:
 class Tuner(OptunaLayout):
     """The Optuna side of a study: its key and paths (OptunaLayout), storage, sampler,
     pruner."""
+
+    @cached_property
+    def space(self) -> SearchSpace:
+        return SearchSpace(self.params.optuna.space, self.params.model.arch)
 
     # -- storage -----------------------------------------------------------------------
     @cached_property

@@ -26,7 +26,7 @@ from hpsweep.core.plan import make_run
 from hpsweep.core.runstatus import USABLE
 from hpsweep.core.schema import run_signature
 from hpsweep.core.study import Study
-from hpsweep.training.runstore import inspect
+from hpsweep.training.runstore import inspect, read_metrics
 from hpsweep.tuning.space import SearchSpace, trial_overrides
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,6 @@ class WarmRun:
 
 def candidates(study: Study, space: SearchSpace) -> list[WarmRun]:
     """The study's completed runs that a trial of this space would reproduce."""
-    from hpsweep.analysis.tables import read_metrics  # pandas/scipy: imported only when needed
 
     params = study.params
     labels: dict[str, list[str]] = {}
