@@ -20,7 +20,8 @@ from hpsweep.core.ids import code_version
 from hpsweep.core.schema import Params, resolve_run
 from hpsweep.training import augment
 from hpsweep.training.device import DeviceData, bf16_enabled, resolve_device
-from hpsweep.training.engine import Pruned, _plan_batches, train_run
+from hpsweep.training.engine import Pruned, train_run
+from hpsweep.training.epoch import plan_batches
 
 METRIC_KEYS = {
     "status", "best_val_acc", "best_val_loss", "best_epoch", "final_val_acc", "final_val_loss",
@@ -332,4 +333,4 @@ def test_uint8_path_matches_float_path(data):
     (10, 64, (10, 1, 10)), (65, 64, (64, 1, 64)),
 ])
 def test_plan_batches(n, bs, expected):
-    assert _plan_batches(n, bs) == expected
+    assert plan_batches(n, bs) == expected

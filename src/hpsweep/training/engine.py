@@ -1,14 +1,12 @@
 """The training loop: one run = one config, one seed, one output directory.
 
-Fast path (it decides how fast a study is): the dataset sits on the device as one
-normalised tensor, a batch is an index slice of a device-side randperm, loss and
-accuracy accumulate on the device and are read once per epoch. The only host syncs
-inside an epoch are the step-loss reads every ``train.log_every_steps`` steps, which
-also catch a diverging run early.
+train_run orchestrates named steps (_Run: set up, resume or start, one epoch, its
+bookkeeping, finish, metrics); the fast path of an epoch lives in epoch.py.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -17,12 +15,11 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -41,12 +38,12 @@ from hpsweep.training.checkpoint import (
 )
 from hpsweep.training.device import (
     DeviceData,
-    autocast,
     bf16_enabled,
     device_name,
     resolve_device,
     sync,
 )
+from hpsweep.training.epoch import TrainState, evaluate, plan_batches, train_epoch
 from hpsweep.training.models import build_model, count_params, is_conv
 from hpsweep.training.schedule import Schedule, build_optimizer, optimizer_impl
 from hpsweep.training.writer import TBLog, write_confusion, write_metrics
@@ -62,92 +59,6 @@ OWN_FILES = ("metrics.json", "best.pt", "last.pt", "confusion.csv")
 
 class Pruned(Exception):  # noqa: N818 - the name callers (Optuna objectives) raise
     """Raise from ``on_epoch`` to stop the run; it ends with status "pruned"."""
-
-
-@dataclass
-class _State:
-    """Bookkeeping saved in last.pt next to the model/optimizer/scheduler/RNG states."""
-
-    epoch: int = 0
-    global_step: int = 0
-    status: RunStatus = RunStatus.RUNNING
-    best_val_acc: float = -1.0
-    best_val_loss: float = math.inf
-    best_epoch: int = 0
-    best_conf: list[list[int]] | None = None
-    train_s: float = 0.0  # training-phase seconds (samples_per_s)
-    elapsed_s: float = 0.0  # wall seconds of all calls so far
-    samples: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-def _plan_batches(n: int, batch_size: int) -> tuple[int, int, int]:
-    """(batch size, steps per epoch, samples per epoch). A last batch of one sample is
-    dropped (BatchNorm cannot train on it); any other remainder is a short last batch."""
-    bs = max(1, min(batch_size, n))
-    steps, rem = divmod(n, bs)
-    if rem >= 2 or steps == 0:
-        steps += 1
-    return bs, steps, min(n, steps * bs) if rem != 1 else n - 1
-
-
-def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched: Schedule, dd: DeviceData,
-                 t: TrainConfig, aug, bf16: bool, state: _State, tb: TBLog,
-                 bs: int, steps: int, used: int, limit: float) -> tuple[float, float] | None:
-    """One pass over the train split; (mean loss, accuracy), or None when a step loss read
-    every log_every_steps steps is not finite or above ``limit``."""
-    device = dd.device
-    model.train()
-    perm = torch.randperm(dd.size("train"), device=device)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    params = list(model.parameters())
-    for i in range(steps):
-        xb, yb = dd.batch("train", perm[i * bs:(i + 1) * bs])
-        if aug is not None:
-            xb = aug(xb)
-        with autocast(device, bf16):
-            out = model(xb)
-        loss = F.cross_entropy(out.float(), yb, label_smoothing=t.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if t.grad_clip > 0:
-            nn.utils.clip_grad_norm_(params, t.grad_clip)
-        opt.step()
-        sched.after_batch()
-        state.global_step += 1
-        with torch.no_grad():
-            loss_sum += loss.detach() * yb.shape[0]
-            correct += (out.argmax(1) == yb).sum()
-        if state.global_step % t.log_every_steps == 0:
-            value = loss.item()
-            if not value <= limit:  # NaN compares False
-                return None
-            tb.step_loss(value, state.global_step)
-    total, hits = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()
-    return total / used, hits / used
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, dd: DeviceData, split: str, batch_size: int, bf16: bool,
-             num_classes: int) -> tuple[float, float, torch.Tensor]:
-    """(mean cross-entropy without label smoothing, accuracy, confusion [true, pred])."""
-    model.eval()
-    device = dd.device
-    n = dd.size(split)
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    conf = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
-    for start in range(0, n, batch_size):
-        xb, yb = dd.chunk(split, start, start + batch_size)
-        with autocast(device, bf16):
-            out = model(xb)
-        out = out.float()
-        loss_sum += F.cross_entropy(out, yb, reduction="sum")
-        conf += torch.bincount(yb * num_classes + out.argmax(1), minlength=num_classes ** 2)
-    conf = conf.view(num_classes, num_classes).cpu()
-    if n == 0:
-        return math.nan, math.nan, conf
-    return loss_sum.item() / n, conf.diag().sum().item() / n, conf
 
 
 def _peak_mem_mb(device: torch.device) -> float:
@@ -168,7 +79,7 @@ def _clean(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _plain_state(state: _State) -> dict[str, Any]:
+def _plain_state(state: TrainState) -> dict[str, Any]:
     """The bookkeeping as plain types (a weights_only checkpoint loads no enum)."""
     return {**asdict(state), "status": str(state.status)}
 
@@ -195,6 +106,215 @@ def _completed_metrics(path: Path, identity: dict[str, Any], evaluate_test: bool
     return metrics
 
 
+@dataclass
+class _Epoch:
+    """One trained and validated epoch, before its bookkeeping."""
+
+    number: int
+    started: float  # perf_counter() at its start: epoch_s spans the bookkeeping too
+    lr: float
+    train_loss: float
+    train_acc: float
+    train_s: float
+    val_loss: float
+    val_acc: float
+    conf: torch.Tensor
+
+
+class _Run:
+    """One run's fixed parts (config, device, model, data, optimizer) and its named
+    steps; train_run is the orchestrator. The steps consume random numbers in the order
+    the engine always has (ENGINE_VERSION; tests/test_engine_golden.py checks it)."""
+
+    def __init__(self, run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *,
+                 seed: int, evaluate_test: bool, threads: int | None, keep: str):
+        if keep not in ("best", "last"):
+            raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.run_cfg, self.data, self.seed, self.keep = run_cfg, data, int(seed), keep
+        self.evaluate_test = evaluate_test
+        self.t = TrainConfig.model_validate(run_cfg["train"])
+        self.mcfg = run_cfg["model"]
+        self.device = resolve_device(run_cfg.get("device", "auto"))
+        self.bf16 = bf16_enabled(self.t.bf16, self.device)
+        self.conv = is_conv(self.mcfg)
+        self.identity = {"run_cfg": canonical_json(run_cfg), "seed": self.seed,
+                         "data_checksum": data.checksum, "code_version": code_version()}
+        if keep == "last":
+            self.identity["keep"] = "last"
+        self.last_path, self.best_path = self.out_dir / "last.pt", self.out_dir / "best.pt"
+
+    def completed(self) -> dict[str, Any] | None:
+        """metrics.json of this very run, if it already completed."""
+        return _completed_metrics(self.out_dir / "metrics.json", self.identity,
+                                  self.evaluate_test)
+
+    def build(self) -> None:
+        """The seeded model, the data on the device, optimizer and schedule."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        torch.manual_seed(self.seed)
+        model = build_model(self.mcfg, self.data.input_shape, self.data.num_classes)
+        model = model.to(self.device)
+        if self.conv:
+            model = model.to(memory_format=torch.channels_last)
+        self.model, self.n_params = model, count_params(model)
+        splits = ("train", "val", "test") if self.evaluate_test else ("train", "val")
+        self.dd = DeviceData(self.data, self.device, splits=splits, channels_last=self.conv)
+        self.bs, self.steps, self.used = plan_batches(self.dd.size("train"), self.t.batch_size)
+        self.opt = build_optimizer(model, self.t)
+        self.sched = Schedule(self.opt, self.t, self.steps)
+        self.aug = get_augment(self.t.augment)
+        self.limit = DIVERGE_FACTOR * math.log(self.data.num_classes)
+
+    def resume_or_start(self) -> tuple[TrainState, dict | None, bool]:
+        """(state, best model so far, resumed): from a matching last.pt, else fresh."""
+        # From here on the directory holds a run in progress: nothing may say "complete".
+        (self.out_dir / "metrics.json").unlink(missing_ok=True)
+        ckpt = load_resume(self.last_path, self.identity)
+        if ckpt is None:
+            _clean(self.out_dir)
+            return TrainState(), None, False
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["schedule"])
+        state = TrainState(**{**ckpt["state"], "status": RunStatus(ckpt["state"]["status"])})
+        restore_rng(ckpt["rng"], self.device)
+        log.info("%s: resuming after epoch %d of %d", self.out_dir, state.epoch, self.t.epochs)
+        return state, ckpt.get("best_model"), True
+
+    def train_epoch(self, state: TrainState, tb: TBLog) -> _Epoch | None:
+        """Train and validate the next epoch; None when its loss diverged."""
+        started, lr = time.perf_counter(), self.sched.lr
+        res = train_epoch(self.model, self.opt, self.sched, self.dd, self.t, self.aug,
+                           self.bf16, state, tb, self.bs, self.steps, self.used, self.limit)
+        train_s = time.perf_counter() - started
+        if res is None or not res[0] <= self.limit:
+            return None
+        val_loss, val_acc, conf = evaluate(self.model, self.dd, "val", self.t.eval_batch_size,
+                                           self.bf16, self.data.num_classes)
+        if not math.isfinite(val_loss):
+            return None
+        return _Epoch(state.epoch + 1, started, lr, res[0], res[1], train_s, val_loss, val_acc,
+                      conf)
+
+    def keep_best(self, state: TrainState, ep: _Epoch, best_model: dict | None) -> dict | None:
+        """best.pt: the first epoch with the highest val accuracy (strictly better wins,
+        the notion early stopping counts from), or every epoch with keep = "last"."""
+        if not (ep.val_acc > state.best_val_acc or self.keep == "last"):
+            return best_model
+        state.best_val_acc, state.best_val_loss, state.best_epoch = (ep.val_acc, ep.val_loss,
+                                                                     ep.number)
+        state.best_conf = ep.conf.tolist()
+        best_model = _cpu_state(self.model)
+        save_atomic({"model": best_model, "epoch": ep.number, "val_acc": ep.val_acc,
+                     "val_loss": ep.val_loss, "model_cfg": canonical_json(self.mcfg),
+                     "input_shape": list(self.data.input_shape),
+                     "classes": list(self.data.classes), "mean": self.dd.mean_list,
+                     "std": self.dd.std_list, "seed": self.seed}, self.best_path)
+        return best_model
+
+    def record(self, state: TrainState, ep: _Epoch, tb: TBLog) -> dict[str, float]:
+        """The schedule's epoch step, then the epoch's history row (and its events)."""
+        self.sched.after_epoch(ep.val_loss)
+        sync(self.device)
+        row = {"epoch": ep.number, "train_loss": ep.train_loss, "train_acc": ep.train_acc,
+               "val_loss": ep.val_loss, "val_acc": ep.val_acc, "lr": ep.lr,
+               "epoch_s": time.perf_counter() - ep.started, "train_s": ep.train_s}
+        state.history.append(row)
+        state.epoch = ep.number
+        state.train_s += ep.train_s
+        state.samples += self.used
+        tb.epoch(ep.number, row)
+        return row
+
+    def check_stop(self, state: TrainState, epoch: int,
+                   on_epoch: Callable[[int, float], None] | None, val_acc: float) -> None:
+        """Pruned by the caller's on_epoch, or early-stopped by train.early_stopping_patience."""
+        if on_epoch is not None:
+            try:
+                on_epoch(epoch, val_acc)
+            except Pruned as e:
+                state.status = RunStatus.PRUNED
+                log.info("%s: pruned after epoch %d%s", self.out_dir, epoch,
+                         f" ({e})" if str(e) else "")
+        pat = self.t.early_stopping_patience
+        if (state.status == RunStatus.RUNNING and pat and epoch < self.t.epochs
+                and epoch - state.best_epoch >= pat):
+            state.status = RunStatus.EARLY_STOPPED
+            log.info("%s: no val-accuracy gain for %d epochs; early stop at epoch %d",
+                     self.out_dir, pat, epoch)
+
+    def save_last(self, state: TrainState, best_model: dict | None) -> None:
+        """last.pt: everything a killed run resumes from."""
+        save_atomic({"format": CKPT_FORMAT, "identity": self.identity, "epoch": state.epoch,
+                     "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                     "schedule": self.sched.state_dict(), "rng": capture_rng(self.device),
+                     "state": _plain_state(state), "best_model": best_model}, self.last_path)
+
+    def finish(self, state: TrainState, best_model: dict | None) -> dict[str, float | None]:
+        """The kept epoch's test evaluation (when asked) and confusion.csv."""
+        test: dict[str, float | None] = (
+            {"test_acc": None, "test_loss": None} if self.evaluate_test else {})
+        if best_model is None:
+            return test
+        conf = torch.tensor(state.best_conf)
+        if self.evaluate_test:
+            self.model.load_state_dict(best_model)
+            test_loss, test_acc, conf = evaluate(self.model, self.dd, "test",
+                                                 self.t.eval_batch_size, self.bf16,
+                                                 self.data.num_classes)
+            test = {"test_acc": test_acc, "test_loss": test_loss}
+        write_confusion(self.out_dir / "confusion.csv", conf, list(self.data.classes))
+        return test
+
+    def metrics(self, state: TrainState, test: dict[str, float | None], total_s: float,
+                diverged_at: dict[str, int] | None, resumed: bool) -> dict[str, Any]:
+        """metrics.json's content: results, timing and provenance."""
+        hist, have_best = state.history, state.best_epoch > 0
+        return {
+            "status": RunStatus.OK if state.status == RunStatus.RUNNING else state.status,
+            "best_val_acc": state.best_val_acc if have_best else None,
+            "best_val_loss": state.best_val_loss if have_best else None,
+            "best_epoch": state.best_epoch,
+            "final_val_acc": hist[-1]["val_acc"] if hist else None,
+            "final_val_loss": hist[-1]["val_loss"] if hist else None,
+            **test,
+            "evaluated_split": "test" if self.evaluate_test else "val",
+            "kept_epoch": self.keep,
+            "epochs_run": state.epoch,
+            "epochs_planned": self.t.epochs,
+            "epoch_time_s": sum(r["epoch_s"] for r in hist) / len(hist) if hist else None,
+            "total_time_s": total_s,
+            "samples_per_s": state.samples / state.train_s if state.train_s > 0 else None,
+            "peak_mem_mb": _peak_mem_mb(self.device),
+            "n_params": self.n_params,
+            "seed": self.seed,
+            "global_steps": state.global_step,
+            **({"diverged_at": diverged_at} if diverged_at else {}),
+            "history": hist,
+            "provenance": {
+                "run_config": self.run_cfg,
+                "data_checksum": self.data.checksum,
+                "data_dataset": self.data.dataset,
+                "code_version": self.identity["code_version"],
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "device": str(self.device),
+                "device_name": device_name(self.device),
+                "bf16": self.bf16,
+                "channels_last": self.conv,
+                "optimizer_impl": optimizer_impl(self.opt),
+                "threads": torch.get_num_threads(),
+                "resumed": resumed,
+                "host": platform.node(),
+            },
+        }
+
+
 def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, seed: int,
               evaluate_test: bool = False, threads: int | None = None,
               on_epoch: Callable[[int, float], None] | None = None, progress: bool = True,
@@ -218,201 +338,62 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
     been killed after last.pt was written (for tests and time-sliced schedulers).
     """
     t0 = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if threads:
-        torch.set_num_threads(int(threads))
-    t = TrainConfig.model_validate(run_cfg["train"])
-    mcfg = run_cfg["model"]
-    device = resolve_device(run_cfg.get("device", "auto"))
-    bf16 = bf16_enabled(t.bf16, device)
-    conv = is_conv(mcfg)
-    if keep not in ("best", "last"):
-        raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
-    identity = {"run_cfg": canonical_json(run_cfg), "seed": int(seed),
-                "data_checksum": data.checksum, "code_version": code_version()}
-    if keep == "last":
-        identity["keep"] = "last"
-    done = _completed_metrics(out_dir / "metrics.json", identity, evaluate_test)
-    if done is not None:  # a completed run is never redone
-        log.info("%s: already complete (%s); nothing to train", out_dir, done["status"])
+    run = _Run(run_cfg, data, out_dir, seed=seed, evaluate_test=evaluate_test,
+               threads=threads, keep=keep)
+    if (done := run.completed()) is not None:  # a completed run is never redone
+        log.info("%s: already complete (%s); nothing to train", run.out_dir, done["status"])
         return done
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-    torch.manual_seed(seed)
-    model = build_model(mcfg, data.input_shape, data.num_classes).to(device)
-    if conv:
-        model = model.to(memory_format=torch.channels_last)
-    n_params = count_params(model)
-    splits = ("train", "val", "test") if evaluate_test else ("train", "val")
-    dd = DeviceData(data, device, splits=splits, channels_last=conv)
-    bs, steps, used = _plan_batches(dd.size("train"), t.batch_size)
-    opt = build_optimizer(model, t)
-    sched = Schedule(opt, t, steps)
-    aug = get_augment(t.augment)
-    state, best_model = _State(), None
-    limit = DIVERGE_FACTOR * math.log(data.num_classes)
-
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    # From here on the directory holds a run in progress: nothing may say "complete".
-    (out_dir / "metrics.json").unlink(missing_ok=True)
-    ckpt = load_resume(last_path, identity)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        sched.load_state_dict(ckpt["schedule"])
-        state = _State(**{**ckpt["state"], "status": RunStatus(ckpt["state"]["status"])})
-        best_model = ckpt.get("best_model")
-        restore_rng(ckpt["rng"], device)
-        log.info("%s: resuming after epoch %d of %d", out_dir, state.epoch, t.epochs)
-    else:
-        _clean(out_dir)
-    resumed = ckpt is not None
-    del ckpt
+    run.build()
+    state, best_model, resumed = run.resume_or_start()
     elapsed_before = state.elapsed_s
-    log.info("%s: %s, %d params, %s, bf16=%s, %d threads, %d x %d steps/epoch", out_dir,
-             mcfg.get("arch"), n_params, device, bf16, torch.get_num_threads(), steps, bs)
-
-    tb = TBLog(out_dir / "tb")
+    log.info("%s: %s, %d params, %s, bf16=%s, %d threads, %d x %d steps/epoch", run.out_dir,
+             run.mcfg.get("arch"), run.n_params, run.device, run.bf16, torch.get_num_threads(),
+             run.steps, run.bs)
+    tb = TBLog(run.out_dir / "tb")
     diverged_at: dict[str, int] | None = None
-    interrupted = False
-    bar = tqdm(total=t.epochs, initial=state.epoch, disable=not progress, unit="epoch",
-               desc=out_dir.name, leave=False, dynamic_ncols=True)
+    bar = tqdm(total=run.t.epochs, initial=state.epoch, disable=not progress, unit="epoch",
+               desc=run.out_dir.name, leave=False, dynamic_ncols=True)
     try:
-        ran = 0
-        while state.status == RunStatus.RUNNING and state.epoch < t.epochs:
-            if max_epochs_this_call is not None and ran >= max_epochs_this_call:
-                interrupted = True
+        for _ in itertools.count() if max_epochs_this_call is None else range(
+                max_epochs_this_call):
+            if not (state.status == RunStatus.RUNNING and state.epoch < run.t.epochs):
                 break
-            epoch = state.epoch + 1
-            te = time.perf_counter()
-            lr = sched.lr
-            res = _train_epoch(model, opt, sched, dd, t, aug, bf16, state, tb, bs, steps, used,
-                               limit)
-            train_s = time.perf_counter() - te
-            val_loss = val_acc = math.nan
-            if res is not None and res[0] <= limit:
-                val_loss, val_acc, conf = evaluate(model, dd, "val", t.eval_batch_size, bf16,
-                                                   data.num_classes)
-            if res is None or not math.isfinite(val_loss):
+            ep = run.train_epoch(state, tb)
+            if ep is None:
                 state.status = RunStatus.DIVERGED
-                diverged_at = {"epoch": epoch, "step": state.global_step}
+                diverged_at = {"epoch": state.epoch + 1, "step": state.global_step}
                 log.warning("%s: loss is not finite or > %.0f in epoch %d (step %d); stopping: "
-                            "diverged", out_dir, limit, epoch, state.global_step)
+                            "diverged", run.out_dir, run.limit, state.epoch + 1,
+                            state.global_step)
                 break
-            # Best = first epoch with the highest val accuracy (strictly better wins), the
-            # same notion early stopping counts from.
-            if val_acc > state.best_val_acc or keep == "last":
-                state.best_val_acc, state.best_val_loss, state.best_epoch = val_acc, val_loss, epoch
-                state.best_conf = conf.tolist()
-                best_model = _cpu_state(model)
-                save_atomic({"model": best_model, "epoch": epoch, "val_acc": val_acc,
-                             "val_loss": val_loss, "model_cfg": canonical_json(mcfg),
-                             "input_shape": list(data.input_shape), "classes": list(data.classes),
-                             "mean": dd.mean_list, "std": dd.std_list, "seed": int(seed)},
-                            best_path)
-            sched.after_epoch(val_loss)
-            sync(device)
-            row = {"epoch": epoch, "train_loss": res[0], "train_acc": res[1],
-                   "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
-                   "epoch_s": time.perf_counter() - te, "train_s": train_s}
-            state.history.append(row)
-            state.epoch, state.train_s, state.samples = epoch, state.train_s + train_s, \
-                state.samples + used
-            tb.epoch(epoch, row)
+            best_model = run.keep_best(state, ep, best_model)
+            row = run.record(state, ep, tb)
             bar.update(1)
-            bar.set_postfix(val_acc=f"{val_acc:.4f}", loss=f"{res[0]:.4f}")
-            if on_epoch is not None:
-                try:
-                    on_epoch(epoch, val_acc)
-                except Pruned as e:
-                    state.status = RunStatus.PRUNED
-                    log.info("%s: pruned after epoch %d%s", out_dir, epoch, f" ({e})" if str(e)
-                             else "")
-            pat = t.early_stopping_patience
-            if (state.status == RunStatus.RUNNING and pat and epoch < t.epochs
-                    and epoch - state.best_epoch >= pat):
-                state.status = RunStatus.EARLY_STOPPED
-                log.info("%s: no val-accuracy gain for %d epochs; early stop at epoch %d",
-                         out_dir, pat, epoch)
+            bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", loss=f"{row['train_loss']:.4f}")
+            run.check_stop(state, ep.number, on_epoch, ep.val_acc)
             tb.flush()  # events up to this epoch are on disk before last.pt says so
             state.elapsed_s = elapsed_before + time.perf_counter() - t0
-            save_atomic({"format": CKPT_FORMAT, "identity": identity, "epoch": epoch,
-                         "model": model.state_dict(), "optimizer": opt.state_dict(),
-                         "schedule": sched.state_dict(), "rng": capture_rng(device),
-                         "state": _plain_state(state), "best_model": best_model}, last_path)
-            ran += 1
+            run.save_last(state, best_model)
     except BaseException:
-        bar.close()
         tb.close()
         raise
-    bar.close()
-
-    if interrupted:
+    finally:
+        bar.close()
+    if state.status == RunStatus.RUNNING and state.epoch < run.t.epochs:  # stopped early
         tb.close()
-        return {"status": RunStatus.INCOMPLETE, "epochs_run": state.epoch, "seed": int(seed)}
-
-    status = RunStatus.OK if state.status == RunStatus.RUNNING else state.status
-    test: dict[str, float | None] = {}
-    if evaluate_test:
-        test = {"test_acc": None, "test_loss": None}
-    if best_model is not None:
-        conf = torch.tensor(state.best_conf)
-        if evaluate_test:
-            model.load_state_dict(best_model)
-            test_loss, test_acc, conf = evaluate(model, dd, "test", t.eval_batch_size, bf16,
-                                                 data.num_classes)
-            test = {"test_acc": test_acc, "test_loss": test_loss}
-        write_confusion(out_dir / "confusion.csv", conf, list(data.classes))
-
-    hist = state.history
-    total_s = elapsed_before + time.perf_counter() - t0
-    have_best = state.best_epoch > 0
-    metrics: dict[str, Any] = {
-        "status": status,
-        "best_val_acc": state.best_val_acc if have_best else None,
-        "best_val_loss": state.best_val_loss if have_best else None,
-        "best_epoch": state.best_epoch,
-        "final_val_acc": hist[-1]["val_acc"] if hist else None,
-        "final_val_loss": hist[-1]["val_loss"] if hist else None,
-        **test,
-        "evaluated_split": "test" if evaluate_test else "val",
-        "kept_epoch": keep,
-        "epochs_run": state.epoch,
-        "epochs_planned": t.epochs,
-        "epoch_time_s": sum(r["epoch_s"] for r in hist) / len(hist) if hist else None,
-        "total_time_s": total_s,
-        "samples_per_s": state.samples / state.train_s if state.train_s > 0 else None,
-        "peak_mem_mb": _peak_mem_mb(device),
-        "n_params": n_params,
-        "seed": int(seed),
-        "global_steps": state.global_step,
-        **({"diverged_at": diverged_at} if diverged_at else {}),
-        "history": hist,
-        "provenance": {
-            "run_config": run_cfg,
-            "data_checksum": data.checksum,
-            "data_dataset": data.dataset,
-            "code_version": identity["code_version"],
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "device": str(device),
-            "device_name": device_name(device),
-            "bf16": bf16,
-            "channels_last": conv,
-            "optimizer_impl": optimizer_impl(opt),
-            "threads": torch.get_num_threads(),
-            "resumed": resumed,
-            "host": platform.node(),
-        },
-    }
-    tb.hparams(run_cfg, metrics)
-    tb.close()
-    write_metrics(out_dir / "metrics.json", metrics)  # last: its presence means "complete"
+        return {"status": RunStatus.INCOMPLETE, "epochs_run": state.epoch, "seed": run.seed}
+    try:
+        test = run.finish(state, best_model)
+        metrics = run.metrics(state, test, elapsed_before + time.perf_counter() - t0,
+                              diverged_at, resumed)
+        tb.hparams(run_cfg, metrics)
+    finally:
+        tb.close()
+    write_metrics(run.out_dir / "metrics.json", metrics)  # last: its presence means "complete"
     # The resume state (optimizer moments, RNG) only serves an interrupted run; a complete
     # run keeps best.pt. Dropping it cuts each run's size (and DVC's cache) about 5x.
-    last_path.unlink(missing_ok=True)
-    log.info("%s: %s, best val acc %s at epoch %d, %.1f s", out_dir, status,
-             f"{state.best_val_acc:.4f}" if have_best else "-", state.best_epoch, total_s)
+    run.last_path.unlink(missing_ok=True)
+    log.info("%s: %s, best val acc %s at epoch %d, %.1f s", run.out_dir, metrics["status"],
+             f"{state.best_val_acc:.4f}" if state.best_epoch else "-", state.best_epoch,
+             metrics["total_time_s"])
     return metrics
