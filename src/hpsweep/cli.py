@@ -196,79 +196,68 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hpsweep {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="more logging: -v info, -vv debug; show tracebacks")
+    # The options most commands share, declared once (argparse parent parsers).
+    params = argparse.ArgumentParser(add_help=False)
+    params.add_argument("--params", default=DEFAULT_PARAMS, help="the study's params file")
+    quiet = argparse.ArgumentParser(add_help=False)
+    quiet.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    def command(group, name: str, func, help: str, *parents, **kw) -> argparse.ArgumentParser:
+        p = group.add_parser(name, help=help, parents=list(parents), **kw)
+        p.set_defaults(func=func)
+        return p
+
+    def actions(name: str, help: str):
+        return sub.add_parser(name, help=help).add_subparsers(
+            dest=f"{name}_command", required=True, metavar="ACTION")
+
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    command(sub, "validate", _cmd_validate, "check a params file; exit 2 on any problem"
+            ).add_argument("params", nargs="?", default=DEFAULT_PARAMS)
 
-    p = sub.add_parser("validate", help="check a params file; exit 2 on any problem")
-    p.add_argument("params", nargs="?", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_validate)
-
-    data = sub.add_parser("data", help="dataset stage").add_subparsers(
-        dest="data_command", required=True, metavar="ACTION")
-    p = data.add_parser("fetch", help="get and verify raw files, then prepare them")
+    data = actions("data", "dataset stage")
+    p = command(data, "fetch", _cmd_data_fetch, "get and verify raw files, then prepare them",
+                params, quiet)
     p.add_argument("dataset", nargs="?", help="default: data.dataset of the params file")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
     p.add_argument("--mirror", action="append", help="local mirror directory (repeatable)")
     p.add_argument("--url", action="append", help="base URL to download from (repeatable)")
     p.add_argument("--no-prepare", action="store_true", help="only fetch and verify")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_data_fetch)
-    p = data.add_parser("prepare", help="write the prepared tensors and manifest")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_data_prepare)
+    command(data, "prepare", _cmd_data_prepare, "write the prepared tensors and manifest",
+            params)
 
-    runs = sub.add_parser("runs", help="the run store (results/runs)").add_subparsers(
-        dest="runs_command", required=True, metavar="ACTION")
-    p = runs.add_parser("sync", help="re-stamp complete runs after a DVC restore (no retraining)")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_runs_sync)
-    p = runs.add_parser("stale", help="list run directories the params file no longer uses")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_runs_stale)
+    runs = actions("runs", "the run store (results/runs)")
+    command(runs, "sync", _cmd_runs_sync,
+            "re-stamp complete runs after a DVC restore (no retraining)", params)
+    command(runs, "stale", _cmd_runs_stale,
+            "list run directories the params file no longer uses", params)
 
-    p = sub.add_parser("deps", help="what a change of each params key reruns (rules, DVC stages)")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_deps)
-
-    p = sub.add_parser("dvc-yaml", help="write dvc.yaml (coarse stages calling Snakemake)")
+    command(sub, "deps", _cmd_deps, "what a change of each params key reruns (rules, DVC stages)",
+            params)
+    p = command(sub, "dvc-yaml", _cmd_dvc_yaml, "write dvc.yaml (coarse stages calling Snakemake)",
+                params)
     p.add_argument("--output", default="dvc.yaml")
-    p.add_argument("--params", default=DEFAULT_PARAMS,
-                   help="the params file its stages run (its [study] folders are the outs)")
     p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
-    p.set_defaults(func=_cmd_dvc_yaml)
 
-    p = sub.add_parser("bench", add_help=False,
-                       help="training speed, ours vs. the seed-style loop (`bench --help`)")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_bench)
-    p = sub.add_parser("bench-hpo", add_help=False,
-                       help="HPO efficiency: grid vs random vs TPE (+ pruning, warm start) "
-                       "(`bench-hpo --help`)")
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_cmd_bench_hpo)
+    for name, func, help in (
+            ("bench", _cmd_bench, "training speed, ours vs. the seed-style loop (`bench --help`)"),
+            ("bench-hpo", _cmd_bench_hpo, "HPO efficiency: grid vs random vs TPE (+ pruning, "
+             "warm start) (`bench-hpo --help`)")):
+        command(sub, name, func, help, add_help=False).add_argument(
+            "bench_args", nargs=argparse.REMAINDER)
 
-    p = sub.add_parser("plan", help="list the runs the params file expands to")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_plan)
+    command(sub, "plan", _cmd_plan, "list the runs the params file expands to", params)
+    command(sub, "status", _cmd_status, "runs done/running/failed/pending, Optuna trials, final "
+            "retrain, logs of failed jobs (read-only; fine while a study runs)", params)
 
-    p = sub.add_parser("status", help="runs done/running/failed/pending, Optuna trials, final "
-                       "retrain, logs of failed jobs (read-only; fine while a study runs)")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_status)
-
-    optuna = sub.add_parser("optuna", help="the Optuna stage without Snakemake").add_subparsers(
-        dest="optuna_command", required=True, metavar="ACTION")
-    p = optuna.add_parser("setup", help="create/load the study, add warm-start trials")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_optuna_setup)
-    p = optuna.add_parser("worker", help="train trials until the study has optuna.n_trials")
+    optuna = actions("optuna", "the Optuna stage without Snakemake")
+    command(optuna, "setup", _cmd_optuna_setup, "create/load the study, add warm-start trials",
+            params)
+    p = command(optuna, "worker", _cmd_optuna_worker,
+                "train trials until the study has optuna.n_trials", params, quiet)
     p.add_argument("index", type=int, help="worker number, 0..optuna.n_workers-1")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
     p.add_argument("--threads", type=int, default=None, help="CPU threads for training")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_cmd_optuna_worker)
-    p = optuna.add_parser("collect", help="trials.csv, best_params.json, figures")
-    p.add_argument("--params", default=DEFAULT_PARAMS)
-    p.set_defaults(func=_cmd_optuna_collect)
+    command(optuna, "collect", _cmd_optuna_collect, "trials.csv, best_params.json, figures",
+            params)
     return parser
 
 
