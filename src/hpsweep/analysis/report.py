@@ -103,12 +103,13 @@ def _esc(cell: Any) -> str:
 
 def md_table(headers: list[str], rows: list[list[Any]], align: str | None = None) -> str:
     """A GitHub-flavoured Markdown table; `align` is one of l/r/c per column."""
+    from tabulate import tabulate
+
     align = align or "l" + "r" * (len(headers) - 1)
-    marks = {"l": ":---", "r": "---:", "c": ":---:"}
-    lines = ["| " + " | ".join(_esc(h) for h in headers) + " |",
-             "| " + " | ".join(marks[a] for a in align) + " |"]
-    lines += ["| " + " | ".join(_esc(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
+    names = {"l": "left", "r": "right", "c": "center"}
+    return tabulate([[_esc(c) for c in r] for r in rows], [_esc(h) for h in headers],
+                    tablefmt="pipe", colalign=[names[a] for a in align],
+                    disable_numparse=True)
 
 
 class _Doc:

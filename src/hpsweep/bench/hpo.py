@@ -201,15 +201,13 @@ def print_table(head: dict[str, Any], rows: list[dict[str, Any]], tolerance: flo
     print(f"target: val acc >= {head['target']:.4f} (best - {tolerance * 100:.1f} points); "
           f"{head['configs_within_target']} of {head['configs']} configs reach it")
     print()
-    header = (f"{'method':<30} {'reached':>8} {'median epochs':>14} {'worst':>7} "
-              f"{'trials':>7} {'% of grid':>10} {'+ sweep epochs':>15}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['method']:<30} {r['reached']:>4}/{r['repeats']:<3} "
-              f"{r['median_epochs']:>14.0f} {r['worst_epochs']:>7.0f} "
-              f"{r['median_trials']:>7.0f} {100 * r['share_of_grid']:>9.1f}% "
-              f"{r['warm_epochs'] or '':>15}")
+    from tabulate import tabulate
+
+    print(tabulate([[r["method"], f"{r['reached']}/{r['repeats']}", r["median_epochs"],
+                     r["worst_epochs"], r["median_trials"], f"{100 * r['share_of_grid']:.1f}%",
+                     r["warm_epochs"] or ""] for r in rows],
+                   ["method", "reached", "median epochs", "worst", "trials", "% of grid",
+                    "+ sweep epochs"], floatfmt=".0f", colalign=("left", *["right"] * 6)))
     print("\nepochs until a finished trial reaches the target (a search that never does "
           "is charged the whole grid); median/worst over sampler seeds 0..repeats-1.")
 

@@ -398,10 +398,11 @@ def collect_status(study: Study, workdir: str | Path = ".") -> StudyStatus:
 # -- text -------------------------------------------------------------------------------------
 
 def _table(header: list[str], rows: list[list[Any]], indent: str = "  ") -> list[str]:
-    cells = [header] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-            for r in cells]
+    from tabulate import tabulate
+
+    text = tabulate([[str(c) for c in r] for r in rows], header, tablefmt="plain",
+                    disable_numparse=True, stralign="left")
+    return [indent + line.rstrip() for line in text.splitlines()]
 
 
 def _unlock_hint(study: Study) -> str:
