@@ -411,10 +411,10 @@ def _unlock_hint(study: Study) -> str:
     return f"snakemake --unlock{cfg}"
 
 
-def render(st: StudyStatus) -> str:
+def _render_snakemake(st: StudyStatus) -> list[str]:
+    """The study, Snakemake's state, stale outputs."""
     study, sm = st.study, st.snakemake
-    p = study.params
-    out = [f"Study {p.study.name!r} ({study.params_path}; results in "
+    out = [f"Study {study.params.study.name!r} ({study.params_path}; results in "
            f"{study.paths.results_dir}/)"]
     if sm.running:
         out.append(f"Snakemake: running (pid {', '.join(map(str, sm.pids or []))}), "
@@ -431,7 +431,12 @@ def render(st: StudyStatus) -> str:
         out.append(f"{rule} is stale: {shown} changed since it ran; run snakemake")
     if sm.log:
         out.append(f"Snakemake log: {sm.log}")
+    return out
 
+
+def _render_runs(st: StudyStatus) -> list[str]:
+    """Run counts by group; failed, running and stopped runs."""
+    out: list[str] = []
     t = st.totals
     out += ["", f"Runs: {len(st.runs)} distinct, " +
             ", ".join(f"{t[s]} {s}" for s in STATES)]
@@ -447,7 +452,12 @@ def render(st: StudyStatus) -> str:
             out += ["", title]
             out += [f"  {r.run_id}  {r.members[0] if r.members else ''}: {r.detail}"
                     f"\n      log: {r.log}" for r in rows]
+    return out
 
+
+def _render_optuna(st: StudyStatus) -> list[str]:
+    """The Optuna study: trials, best so far, jobs."""
+    out: list[str] = []
     o = st.optuna
     out.append("")
     if not o["enabled"]:
@@ -478,7 +488,12 @@ def render(st: StudyStatus) -> str:
                    f"{len(o['workers_done'])}/{o['n_workers']}, results "
                    f"{'collected' if o['collected'] else 'not collected'}; "
                    f"logs in {o['logs']}/")
+    return out
 
+
+def _render_final(st: StudyStatus) -> list[str]:
+    """The final retrain, seed by seed."""
+    out: list[str] = []
     f = st.final
     out.append("")
     if not f["enabled"]:
@@ -496,7 +511,12 @@ def render(st: StudyStatus) -> str:
             acc = format_mean_ci(sm_["test_acc_mean"], ci, pct=False, digits=4)
             out.append(f"  test acc {acc}" + (" (95 % CI)" if ci is not None else "") +
                        f" over {sm_['n_seeds']} seeds; {f['summary_path']}")
+    return out
 
+
+def _render_outputs(st: StudyStatus) -> list[str]:
+    """The summary table, the report, logs of failed jobs."""
+    out: list[str] = []
     out.append("")
     for key, title in (("summary", "Summary table"), ("report", "Report")):
         r = st.report[key]
@@ -506,4 +526,9 @@ def render(st: StudyStatus) -> str:
     if st.failed_logs:
         out += ["", "Logs of failed jobs:"]
         out += [f"  {path}: {reason}" for path, reason in st.failed_logs.items()]
-    return "\n".join(out)
+    return out
+
+
+def render(st: StudyStatus) -> str:
+    return "\n".join(line for part in (_render_snakemake, _render_runs, _render_optuna,
+                                         _render_final, _render_outputs) for line in part(st))
