@@ -71,8 +71,9 @@ def _downstream_layers(study: Study) -> list[list[Path]]:
         [p for p in glob(optuna, "*/*") if p.is_file()] + glob(optuna, "*/figures/*"),
         glob(final, "seed_*/metrics.json"),
         [p for p in glob(final, "*") if p.is_file()],
-        glob(layout.figures_dir(study), "*"),
-        [layout.report_path(study)],
+        [p for p in glob(layout.figures_dir(study), "*") if p.is_file()],
+        # the report rule's outputs: report.md and its copies of the Optuna figures
+        [layout.report_path(study), *layout.report_optuna_figures(study).values()],
     ]
 
 
