@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -39,6 +40,30 @@ def test_snakemake_lint_is_clean():
     out = lint.stdout + lint.stderr
     assert lint.returncode == 0 and "Lints for" not in out, out
     assert "good condition" in out, out
+
+
+def test_rule_files_do_not_depend_on_their_include_order(tmp_path):
+    """After common.smk, the rule files may come in any order: same jobs either way."""
+    snakefile = (ROOT / "Snakefile").read_text()
+    includes = re.findall(r'^include: "workflow/rules/(?!common)\w+\.smk"\n', snakefile, re.M)
+    assert len(includes) >= 8
+    reversed_ = snakefile
+    for inc in includes:
+        reversed_ = reversed_.replace(inc, "")
+    common = 'include: "workflow/rules/common.smk"\n'
+    reversed_ = reversed_.replace(common, common + "".join(reversed(includes)))
+    (tmp_path / "Snakefile").write_text(reversed_.replace('"workflow/', f'"{ROOT}/workflow/'))
+
+    def jobs(snakefile_path):
+        res = subprocess.run([str(BIN / "snakemake"), "-s", str(snakefile_path), "-n", "-q",
+                              "rules", "-d", str(tmp_path), "--config",
+                              f"params={ROOT / 'params.toml'}"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return sorted(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, re.M))  # the job table
+
+    expected = jobs(ROOT / "Snakefile")
+    assert {r for r, _ in expected} >= {"train_run", "optuna_worker", "final_run", "report"}
+    assert jobs(tmp_path / "Snakefile") == expected
 
 
 def test_conda_post_deploy_refuses_to_run_outside_the_project(tmp_path):

@@ -2,11 +2,6 @@
 # run when optuna.enabled = false) trained with every final.seeds seed, evaluated once
 # on the test split; summary.json (mean ± 95 % t interval) doubles as DVC metrics.
 
-from hpsweep.core import layout as _layout
-
-# What `rule all` asks for (nothing when final.enabled = false).
-FINAL_OUTPUTS = _layout.summary_outputs(STUDY) if STUDY.params.final.enabled else []
-
 localrules:
     final_summary,
 
@@ -24,7 +19,7 @@ rule final_run:
         seed=r"\d+",
     threads: TRAIN_JOB_THREADS
     resources:
-        gpu=1 if STUDY.uses_gpu else 0,
+        gpu=TRAIN_GPU,
     conda:
         "../envs/hpsweep.yaml"
     script:

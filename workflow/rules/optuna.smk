@@ -10,12 +10,6 @@
 # decides a trial's result (space, baseline, epochs, data, code), so a changed space
 # starts a new study instead of mixing trials.
 
-from hpsweep.core import layout as _layout
-
-TUNER = _layout.OptunaLayout(STUDY)
-# What `rule all` asks for (nothing when optuna.enabled = false).
-OPTUNA_OUTPUTS = TUNER.collect_outputs() if STUDY.params.optuna.enabled else []
-
 # Setup and collect only talk to the storage and draw figures: not worth a cluster job.
 localrules:
     optuna_setup,
@@ -54,7 +48,7 @@ rule optuna_worker:
         worker=r"\d+",
     threads: TRAIN_JOB_THREADS
     resources:
-        gpu=1 if STUDY.uses_gpu else 0,
+        gpu=TRAIN_GPU,
     conda:
         "../envs/hpsweep.yaml"
     script:

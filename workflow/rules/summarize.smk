@@ -2,8 +2,6 @@
 # Reads the runs' small metrics.json files: on a cluster it runs on the submit host
 # (localrules) rather than cost a job submission and a status-check cycle.
 
-from hpsweep.core import layout as _layout
-
 localrules:
     summarize,
 

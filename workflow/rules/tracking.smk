@@ -2,20 +2,14 @@
 # seeds and the figures exist, one job logs what MLflow does not have yet. One
 # job rather than every trainer, so parallel jobs never race on a tracking DB.
 
-from hpsweep.core import layout as _layout
-
-TRACKING_OUTPUTS = (
-    [str(_layout.export_marker(STUDY))] if STUDY.params.tracking.mlflow else []
-)
-
 localrules:
     mlflow_export,
 
 
 rule mlflow_export:
     input:
-        runs=rules.summarize.output,
-        figures=rules.plots.output,
+        runs=str(_layout.experiment_summary_path(STUDY)),
+        figures=[str(p) for p in _layout.figure_paths(STUDY).values()],
         final=FINAL_OUTPUTS,
         stamp=PARAMS_STAMP("mlflow_export"),
     output:

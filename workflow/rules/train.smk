@@ -16,7 +16,7 @@ rule train_run:
         run="[0-9a-f]{12}",
     threads: TRAIN_JOB_THREADS
     resources:
-        gpu=1 if STUDY.uses_gpu else 0,
+        gpu=TRAIN_GPU,
     conda:
         "../envs/hpsweep.yaml"
     script:
