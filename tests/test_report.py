@@ -12,8 +12,14 @@ from test_extract import BASELINES, tiny_study
 from hpsweep.analysis.extract import extract_run
 from hpsweep.analysis.plots import make_figures
 from hpsweep.analysis.report import build_report, write_report
-from hpsweep.analysis.tables import summarize_all
-from hpsweep.core.layout import OptunaLayout, figure_paths, summary_path, table_outputs
+from hpsweep.analysis.tables import write_experiment_summary, write_summary_tables
+from hpsweep.core.layout import (
+    OptunaLayout,
+    experiment_summary_path,
+    figure_paths,
+    summary_path,
+    table_outputs,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -23,7 +29,9 @@ def built(tmp_path_factory):
     study = tiny_study(tmp_path_factory.mktemp("report"))
     for run_id in study.plan.run_ids():
         extract_run(study.paths.run_dir(run_id))
-    tables = summarize_all(study)
+    summary = experiment_summary_path(study)
+    write_experiment_summary(study, summary)
+    tables = {"experiment_summary": summary, **write_summary_tables(study, summary)}
     figures = make_figures(study)
     report = write_report(study)
     return study, tables, figures, report

@@ -19,7 +19,7 @@ from hpsweep.analysis.tables import (
     sweep_table,
     swing_table,
 )
-from hpsweep.core.stats import fmt_mean_ci, mean_ci
+from hpsweep.core.stats import format_mean_ci, mean_ci
 
 # t(0.975, df=2) from a printed t table: 4.303 (4.302652729911275).
 T_975_DF2 = 4.302652729911275
@@ -33,13 +33,15 @@ def test_mean_ci_against_hand_computed_interval():
     assert ci.std == pytest.approx(0.02)
     assert ci.half == pytest.approx(half, rel=1e-9)  # 0.049683...
     assert ci.low == pytest.approx(0.82 - half) and ci.high == pytest.approx(0.82 + half)
-    assert fmt_mean_ci(ci) == "82.00 ± 4.97 %"
+    assert format_mean_ci(ci.mean, ci.half) == "82.00 ± 4.97 %"
+    assert format_mean_ci(ci.mean, ci.half, pct=False, digits=4) == "0.8200 ± 0.0497"
 
 
 def test_mean_ci_one_seed_none_and_constant():
     one = mean_ci([0.9])
     assert one.mean == 0.9 and math.isnan(one.half) and math.isnan(one.std)
-    assert fmt_mean_ci(one) == "90.00 %"
+    assert format_mean_ci(one.mean, one.half) == "90.00 %"
+    assert format_mean_ci(None, None) == "–"
     assert mean_ci([None, float("nan")]).n == 0
     const = mean_ci([0.5, 0.5])
     assert const.half == 0.0 and const.low == const.high == 0.5

@@ -270,12 +270,3 @@ def extract_run(run_dir: str | Path, scalars_out: str | Path | None = None,
                f"# Extracted from {run_dir.name}/tb by hpsweep.analysis.extract; checked against "
                "metrics.json.\n" + tomli_w.dumps(results))
     return results
-
-
-def read_results(run_dir: str | Path) -> dict[str, Any] | None:
-    import tomli
-
-    path = Path(run_dir) / "results.toml"
-    return tomli.loads(path.read_text()) if path.is_file() else None
-
-

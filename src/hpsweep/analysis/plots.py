@@ -23,14 +23,13 @@ from hpsweep.analysis.extract import epoch_frame
 from hpsweep.analysis.tables import (
     ACC,
     config_table,
-    experiment_summary_path,
     experiment_table,
     grid_long,
     read_experiment_summary,
     sweep_table,
 )
 from hpsweep.core.atomic import atomic_path
-from hpsweep.core.layout import figure_paths
+from hpsweep.core.layout import experiment_summary_path, figure_paths
 from hpsweep.core.metric_names import EPOCH_SCALARS
 from hpsweep.core.plan import format_value
 from hpsweep.core.study import Study

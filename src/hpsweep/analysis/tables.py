@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from hpsweep.core.atomic import atomic_path, write_text
-from hpsweep.core.layout import experiment_summary_path, table_outputs
+from hpsweep.core.layout import table_outputs
 from hpsweep.core.params_deps import made_from
 from hpsweep.core.plan import format_value, plan_id
 from hpsweep.core.runstatus import USABLE
@@ -365,10 +365,3 @@ def write_summary_tables(study: Study, summary_csv: str | Path | None = None
     metrics["made_from"] = made_from(study.params, "summary_tables")
     write_text(outs["metrics"], json.dumps(metrics, indent=2) + "\n")
     return outs
-
-
-def summarize_all(study: Study) -> dict[str, Path]:
-    """experiment_summary.csv, then every table (for the CLI and tests)."""
-    out = experiment_summary_path(study)
-    write_experiment_summary(study, out)
-    return {"experiment_summary": out, **write_summary_tables(study, out)}

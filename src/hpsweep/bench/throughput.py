@@ -195,10 +195,6 @@ RECOMMENDED = {"train.batch_size": 256, "train.optimizer": "adamw", "train.lr": 
                "train.weight_decay": 5e-4, "train.scheduler": "onecycle"}
 
 
-class _Reached(Exception):  # noqa: N818 - a signal
-    pass
-
-
 def time_to_accuracy(data: PreparedData, target: float, max_epochs: int, workdir: Path
                      ) -> tuple[tuple[float, int] | None, tuple[float, int] | None]:
     """Wall seconds and epochs until validation accuracy >= target, for the seed loop

@@ -73,8 +73,3 @@ def format_mean_ci(mean, half, *, pct: bool = True, digits: int = 2) -> str:
     if _finite(half):
         text += f" ± {float(half) * scale:.{digits}f}"
     return text + unit
-
-
-def fmt_mean_ci(ci: MeanCI, pct: bool = True, digits: int = 2) -> str:
-    """format_mean_ci of a MeanCI."""
-    return format_mean_ci(ci.mean, ci.half, pct=pct, digits=digits)
