@@ -5,7 +5,7 @@ from __future__ import annotations
 
 # The training engine's identity, part of every run's signature. Bump it (any new
 # string) when a change to training/ or models.py alters a number a run produces;
-# tests/test_engine_golden.py trains a few tiny runs and fails when their numbers
+# tests/unit/training/test_engine_golden.py trains a few tiny runs and fails when their numbers
 # differ from the recorded ones while this string is unchanged. A refactor that
 # changes no number keeps it, so moving or tidying the engine retrains nothing.
 # Until 0.1 this was the sha256 of the training code (its first 16 hex digits are

@@ -124,7 +124,7 @@ class _Epoch:
 class _Run:
     """One run's fixed parts (config, device, model, data, optimizer) and its named
     steps; train_run is the orchestrator. The steps consume random numbers in the order
-    the engine always has (ENGINE_VERSION; tests/test_engine_golden.py checks it)."""
+    the engine always has (ENGINE_VERSION; tests/unit/training/test_engine_golden.py checks it)."""
 
     def __init__(self, run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *,
                  seed: int, evaluate_test: bool, threads: int | None, keep: str):

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from studyfixtures import BIN, FMNIST_MIRROR, ROOT, shrunk_params
+from studyfixtures import BIN, ROOT, needs_real_data, shrunk_params
 
 from hpsweep.core.study import Study
 from hpsweep.data.prepared import load_prepared
@@ -53,8 +53,7 @@ psutil = pytest.importorskip("psutil")
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not FMNIST_MIRROR.is_dir(),
-                       reason="needs Debian's dataset-fashion-mnist (make test installs it)"),
+    needs_real_data,
     pytest.mark.skipif(not sys.platform.startswith("linux"),
                        reason="process-group signals and /proc: Linux only"),
 ]

@@ -7,14 +7,13 @@ import re
 
 import pandas as pd
 import pytest
-from studyfixtures import FMNIST_MIRROR, shrunk_params, snakemake
+from studyfixtures import needs_real_data, shrunk_params, snakemake
 
 from hpsweep.core.study import Study
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not FMNIST_MIRROR.is_dir(),
-                       reason="needs Debian's dataset-fashion-mnist (make test installs it)"),
+    needs_real_data,
 ]
 
 

@@ -18,14 +18,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tomli
-from studyfixtures import BIN, FMNIST_MIRROR, ROOT, shrunk_params, snakemake
+from studyfixtures import BIN, ROOT, needs_real_data, shrunk_params, snakemake
 
 from hpsweep.core.study import Study
 
 pytestmark = [
     pytest.mark.slurm,
-    pytest.mark.skipif(not FMNIST_MIRROR.is_dir(),
-                       reason="needs Debian's dataset-fashion-mnist (make test installs it)"),
+    needs_real_data,
 ]
 
 CLUSTER_SH = ROOT / "tests" / "slurm" / "cluster.sh"

@@ -4,10 +4,10 @@ A run's signature names the engine by ENGINE_VERSION, not by a hash of its files
 refactor of training/ or models.py retrains nothing. This test is what makes that safe:
 it trains a few tiny runs on the CPU, covering the optimizers, schedules, augmentations,
 dropout, label smoothing and both architectures, and compares every epoch's losses and
-accuracies with the ones recorded in tests/golden/engine.json. Numbers that move while
+accuracies with the ones recorded in tests/unit/training/golden/engine.json. Numbers that move while
 ENGINE_VERSION stays the same fail here: bump ENGINE_VERSION, then re-record with
 
-    .venv/bin/python tests/test_engine_golden.py
+    .venv/bin/python tests/unit/training/test_engine_golden.py
 
 (which refuses to overwrite the record of an unchanged ENGINE_VERSION).
 """
@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from studyfixtures import ROOT
 from synthdata import write_data
 
 from hpsweep.core.ids import ENGINE_VERSION
@@ -77,8 +78,8 @@ def measure() -> dict[str, list[dict[str, float]]]:
 def test_engine_numbers_match_the_record_of_this_engine_version():
     golden = json.loads(GOLDEN.read_text())
     assert golden["engine_version"] == ENGINE_VERSION, (
-        f"tests/golden/engine.json was recorded for engine {golden['engine_version']}, "
-        f"not {ENGINE_VERSION}: re-record it (.venv/bin/python tests/test_engine_golden.py)")
+        f"{GOLDEN} was recorded for engine {golden['engine_version']}, not "
+        f"{ENGINE_VERSION}: re-record it (.venv/bin/python {Path(__file__).relative_to(ROOT)})")
     assert set(golden["runs"]) == set(RUNS), "re-record: the golden runs changed"
     measured = measure()
     moved = [f"{name} epoch {i + 1} {f}: {row[f]!r} != recorded {want[f]!r}"

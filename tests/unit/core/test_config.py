@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import tomli
+from studyfixtures import ROOT
 
 from hpsweep.core.plan import expand
 from hpsweep.core.schema import ParamsError, load_params, parse_params, resolve_run
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def problems_of(data: dict) -> list[str]:

@@ -39,14 +39,12 @@ import pytest
 import tomli
 import tomli_w
 from pg import postgres_url  # noqa: F401  (fixture)
-from studyfixtures import BIN, FMNIST_MIRROR, ROOT, shrunk_params
+from studyfixtures import BIN, FMNIST_MIRROR, ROOT, needs_real_data, shrunk_params
 
 from hpsweep.core.plan import dumps_config
 from hpsweep.core.study import Study
 
-pytestmark = pytest.mark.skipif(
-    not FMNIST_MIRROR.is_dir(),
-    reason="needs Debian's dataset-fashion-mnist (make test installs it)")
+pytestmark = needs_real_data
 
 HPSWEEP = str(BIN / "hpsweep")
 SNAKEMAKE = str(BIN / "snakemake")

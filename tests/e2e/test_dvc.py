@@ -24,8 +24,8 @@ import pytest
 import tomli
 import tomli_w
 from studyfixtures import (
-    FMNIST_MIRROR,
     ROOT,
+    needs_real_data,
     project_env,
     shrunk_params,
 )
@@ -33,10 +33,6 @@ from studyfixtures import (
 from hpsweep.core import params_deps
 from hpsweep.core.schema import load_params
 from hpsweep.ops.dvcyaml import STAGES, out_path, render
-
-NEEDS_DATA = pytest.mark.skipif(
-    not FMNIST_MIRROR.is_dir(),
-    reason="needs Debian's dataset-fashion-mnist (make test installs it)")
 
 
 def test_committed_dvc_yaml_is_current():
@@ -140,7 +136,7 @@ pytestmark = [pytest.mark.slow]
 EXP_A = "params.toml:sweeps.lr.values=[0.0003,0.01]"
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_repro_then_nothing_to_do(project):
     run(project, "dvc", "repro")
     assert metrics(project)["plan_id"] == plan_id_of(project, workspace_params(project))
@@ -159,7 +155,7 @@ def run_dirs(proj: Path) -> dict[str, str]:
             if (p / "metrics.json").is_file()}
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_experiment_trains_only_new_runs_and_records_its_own_metrics(project):
     before = run_dirs(project)
     run(project, "dvc", "exp", "run", "-n", "exp-a", "-S", EXP_A)
@@ -172,7 +168,7 @@ def test_experiment_trains_only_new_runs_and_records_its_own_metrics(project):
     assert_metrics_match_params(project)
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_back_to_baseline_then_a_again(project):
     # Restore the baseline (files come back with new mtimes) ...
     run(project, "git", "checkout", "--", "params.toml", "dvc.lock")
@@ -188,7 +184,7 @@ def test_back_to_baseline_then_a_again(project):
     assert_metrics_match_params(project)
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_queued_experiment(project):
     run(project, "git", "checkout", "--", "params.toml", "dvc.lock")
     run(project, "dvc", "checkout", "--force")
@@ -206,7 +202,7 @@ def test_queued_experiment(project):
     assert_metrics_match_params(project)
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_a_new_engine_version_retrains(project):
     """ENGINE_VERSION names the trainer in every run signature (a bump retrains)."""
     run(project, "git", "checkout", "--", "params.toml", "dvc.lock")
@@ -222,7 +218,7 @@ def test_a_new_engine_version_retrains(project):
     assert new != old and new == plan_id_of(project, workspace_params(project))
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_shrinking_a_sweep(project):
     params = workspace_params(project)
     sweep = next(iter(params["sweeps"]))
@@ -242,7 +238,7 @@ def restore_baseline(proj: Path) -> None:
     run(proj, "hpsweep", "runs", "sync")
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_dvc_status_names_the_stages_a_key_affects(project):
     restore_baseline(project)
     for key, value in (("report.title", "another title"), ("optuna.n_trials", 4),
@@ -258,7 +254,7 @@ def test_dvc_status_names_the_stages_a_key_affects(project):
         run(project, "git", "checkout", "HEAD", "--", "params.toml")
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_an_optuna_final_and_report_key_under_exp_run(project):
     """Each experiment records the results of its own params, not the baseline's: the
     Optuna trials, the final retrain and the report carry the digest of the params they
@@ -281,7 +277,7 @@ def test_an_optuna_final_and_report_key_under_exp_run(project):
     assert_metrics_match_params(project)
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_push_pull_round_trip(project, tmp_path):
     remote = tmp_path / "remote"
     run(project, "dvc", "remote", "add", "-d", "-f", "local", str(remote))
@@ -296,7 +292,7 @@ def test_push_pull_round_trip(project, tmp_path):
     assert "up to date" in run(project, "dvc", "repro")
 
 
-@NEEDS_DATA
+@needs_real_data
 def test_stage_outs_are_what_its_rules_write(project):
     """Every file a stage's Snakemake rules write lies under that stage's outs."""
     out = run(project, "snakemake", "--summary", "--config", "params=params.toml")

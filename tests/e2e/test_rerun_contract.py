@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import tomli_w
-from studyfixtures import BIN, FMNIST_MIRROR, ROOT
+from studyfixtures import BIN, ROOT, needs_real_data
 
 from hpsweep.core import params_deps
 from hpsweep.core.schema import ParamsError, parse_params
@@ -32,8 +32,7 @@ from hpsweep.core.study import Study
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not FMNIST_MIRROR.is_dir(),
-                       reason="needs Debian's dataset-fashion-mnist (make test installs it)"),
+    needs_real_data,
 ]
 
 # Values the generic rule below cannot pick (it would give an invalid study); each names
