@@ -21,9 +21,11 @@ training/    one run: engine, models, schedules, augmentation, checkpoints, writ
              runner (a planned run), runstore (which runs are complete or stale)
 tuning/      the Optuna stage (tuning/__init__.py lists its modules)
 final/       select (which config), retrain (K seeds, test accuracy), export (model files)
-analysis/    extract (TensorBoard -> tables), tables (summary CSVs), plots, report,
-             tracking (MLflow export)
-ops/         status (`hpsweep status`), jobs (what Snakemake jobs share), dvcyaml
+analysis/    extract (TensorBoard -> tables), tables (summary CSVs), plots, report
+             (report_sweeps: its sweep-stage sections; markdown: its tables and
+             number formats), tracking (MLflow export)
+ops/         status (`hpsweep status` collects), status_text (and prints), jobs (what
+             Snakemake jobs share), dvcyaml
 bench/       throughput (`hpsweep bench`), hpo (`hpsweep bench-hpo`)
 cli.py       the `hpsweep` command
 """

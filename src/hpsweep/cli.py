@@ -141,7 +141,8 @@ def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from hpsweep.core.study import Study
-    from hpsweep.ops.status import collect_status, render
+    from hpsweep.ops.status import collect_status
+    from hpsweep.ops.status_text import render
 
     status = collect_status(Study.load(args.params), workdir=".")
     print(render(status), flush=True)

@@ -281,7 +281,8 @@ def test_declared_rule_graph_is_snakemakes(contract):
 
 
 def test_status_names_what_a_changed_key_made_stale(quick_study, tmp_path):
-    from hpsweep.ops.status import collect_status, render
+    from hpsweep.ops.status import collect_status
+    from hpsweep.ops.status_text import render
 
     text = (quick_study / "params.toml").read_text().replace("top_k = 3", "top_k = 4")
     assert "top_k = 4" in text

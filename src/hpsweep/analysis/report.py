@@ -13,8 +13,6 @@ to the report, so reports/ can be moved or published as a folder.
 from __future__ import annotations
 
 import json
-import math
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -22,14 +20,22 @@ from typing import Any
 
 import pandas as pd
 
+from hpsweep.analysis.markdown import Doc, duration, finite, md_table, num, pct
 from hpsweep.analysis.plots import load_table
+from hpsweep.analysis.report_sweeps import (
+    _configs,
+    _confusion,
+    _cost,
+    _failures,
+    _grids,
+    _shortlist,
+    _sweeps,
+    _swing,
+)
 from hpsweep.analysis.tables import (
     ACC,
-    baseline_config_id,
     config_table,
     failures,
-    grid_long,
-    sweep_table,
     swing_table,
 )
 from hpsweep.core.atomic import atomic_path, write_text
@@ -60,75 +66,6 @@ def final_model_files(study: Study) -> list[Path]:
 # ------------------------------------------------------------------ formatting
 
 
-def _finite(x: Any) -> bool:
-    try:
-        return x is not None and math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def pct(x: Any, digits: int = 2) -> str:
-    return f"{100 * float(x):.{digits}f} %" if _finite(x) else "–"
-
-
-def num(x: Any, digits: int = 1) -> str:
-    if not _finite(x):
-        return "–"
-    x = float(x)
-    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.{digits}f}"
-
-
-def duration(seconds: Any) -> str:
-    if not _finite(seconds):
-        return "–"
-    s = float(seconds)
-    if s < 10:
-        return f"{s:.2f} s"
-    if s < 120:
-        return f"{s:.1f} s"
-    if s < 7200:
-        return f"{s / 60:.1f} min"
-    return f"{s / 3600:.2f} h"
-
-
-def t_975(n: int) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.nan
-
-
-def _esc(cell: Any) -> str:
-    return str(cell).replace("|", "\\|").replace("\n", " ")
-
-
-def md_table(headers: list[str], rows: list[list[Any]], align: str | None = None) -> str:
-    """A GitHub-flavoured Markdown table; `align` is one of l/r/c per column."""
-    from tabulate import tabulate
-
-    align = align or "l" + "r" * (len(headers) - 1)
-    names = {"l": "left", "r": "right", "c": "center"}
-    return tabulate([[_esc(c) for c in r] for r in rows], [_esc(h) for h in headers],
-                    tablefmt="pipe", colalign=[names[a] for a in align],
-                    disable_numparse=True)
-
-
-class _Doc:
-    def __init__(self, out: Path):
-        self.out = out
-        self.parts: list[str] = []
-
-    def add(self, *blocks: str) -> None:
-        self.parts.extend(b.rstrip("\n") for b in blocks if b is not None)
-
-    def fig(self, path: Path, alt: str) -> None:
-        if Path(path).is_file():
-            rel = os.path.relpath(path, self.out.parent).replace(os.sep, "/")
-            self.add(f"![{alt}]({rel})")
-
-    def text(self) -> str:
-        return "\n\n".join(self.parts) + "\n"
-
-
 # ------------------------------------------------------------------ readers
 
 
@@ -148,7 +85,7 @@ def _manifest(study: Study) -> dict:
 # ------------------------------------------------------------------ sections
 
 
-def _summary(doc: _Doc, study: Study, configs: pd.DataFrame, swing: pd.DataFrame,
+def _summary(doc: Doc, study: Study, configs: pd.DataFrame, swing: pd.DataFrame,
              fails: pd.DataFrame, table: pd.DataFrame, final: dict | None) -> None:
     runs = table.drop_duplicates("run_id")
     lines = []
@@ -182,13 +119,13 @@ def _summary(doc: _Doc, study: Study, configs: pd.DataFrame, swing: pd.DataFrame
     total = pd.to_numeric(runs["total_time_s"], errors="coerce").sum()
     lines.append(f"- **Compute:** {duration(total)} of training over "
                  f"{int((runs['status'] != 'missing').sum())} runs.")
-    if final and _finite(final.get("test_acc_mean")):
+    if final and finite(final.get("test_acc_mean")):
         lines.append(f"- **Final retrain (test split):** "
                      f"{format_mean_ci(final['test_acc_mean'], final.get('test_acc_ci95'))}.")
     doc.add("## Summary", "\n".join(lines))
 
 
-def _setup(doc: _Doc, study: Study, metrics: list[dict], table: pd.DataFrame) -> None:
+def _setup(doc: Doc, study: Study, metrics: list[dict], table: pd.DataFrame) -> None:
     p = study.params
     man = _manifest(study)
     counts = man.get("counts") or {}
@@ -234,183 +171,7 @@ def _setup(doc: _Doc, study: Study, metrics: list[dict], table: pd.DataFrame) ->
     doc.fig(figure_paths(study)["samples"], "sample training images")
 
 
-def _sweep_rows(df: pd.DataFrame, base_value: str | None) -> list[list[Any]]:
-    rows = []
-    for _, r in df.iterrows():
-        label = str(r["value"])
-        if base_value is not None and label == base_value:
-            label += " (baseline)"
-        if r.get("best"):
-            label = f"**{label}** ★"
-        gap = (r.get("final_train_acc_mean", math.nan) - r.get("final_val_acc_mean", math.nan))
-        rows.append([label, f"{int(r['n_ok'])}/{int(r['n'])}", format_mean_ci(r[MEAN], r[CI]),
-                     pct(r.get("final_val_acc_mean")),
-                     f"{100 * gap:+.1f}" if _finite(gap) else "–",
-                     duration(r.get("total_time_s_mean")), num(r.get("n_params"), 0),
-                     r.get("statuses", "")])
-    return rows
-
-
-SWEEP_HEADERS = ["value", "ok runs", "best val acc (mean ± 95 % CI)", "final val acc",
-                 "train − val (pts)", "time/run", "params", "statuses"]
-
-
-def _sweeps(doc: _Doc, study: Study, table: pd.DataFrame) -> None:
-    p = study.params
-    doc.add("## Single-parameter sweeps")
-    if not p.sweeps:
-        doc.add("No sweeps in params.toml.")
-        return
-    k = len(p.study.seeds)
-    doc.add("Each sweep changes one key of the baseline. Accuracy is the best epoch's "
-            "validation accuracy, mean over seeds ± the 95 % Student-t interval "
-            + (f"(t = {t_975(k):.2f} for {k} seeds; " if k > 1 else "(none with one seed; ")
-            + "intervals shrink with more seeds in `study.seeds`); ★ marks the best value; "
-            "*train − val* is the final epoch's generalisation gap (large: overfitting).")
-    base = p.run_base()
-    base_cid = baseline_config_id(study)
-    figs = figure_paths(study)
-    for name, sw in p.sweeps.items():
-        section, leaf = sw.param.split(".", 1)
-        bv = base[section].get(leaf)
-        df = sweep_table(table, name, base_cid)
-        doc.add(f"### Sweep `{name}`: `{sw.param}`")
-        if df.empty:
-            doc.add("No runs yet.")
-            continue
-        doc.add(md_table(SWEEP_HEADERS, _sweep_rows(df, format_value(bv)), "lrrrrrrl"))
-        doc.fig(figs[f"sweep_{name}"], f"accuracy vs {sw.param}")
-
-
-def _grids(doc: _Doc, study: Study, table: pd.DataFrame) -> None:
-    p = study.params
-    if not p.grids:
-        return
-    doc.add("## Two-parameter grids")
-    figs = figure_paths(study)
-    for name, g in p.grids.items():
-        doc.add(f"### Grid `{name}`: `{g.y.param}` (rows) × `{g.x.param}` (columns)")
-        long = grid_long(table, name)
-        if long.empty:
-            doc.add("No runs yet.")
-            continue
-        xl = [format_value(v) for v in g.x.values]
-        yl = [format_value(v) for v in g.y.values]
-        cell = {(r["y"], r["x"]): (("**" if r["best"] else "") + format_mean_ci(r[MEAN], r[CI])
-                                   + ("**" if r["best"] else ""))
-                for _, r in long.iterrows()}
-        rows = [[y, *(cell.get((y, x), "–") for x in xl)] for y in yl]
-        doc.add(md_table([f"{g.y.param} \\ {g.x.param}", *xl], rows))
-        doc.fig(figs[f"grid_{name}"], f"heatmap {name}")
-
-
-def _swing(doc: _Doc, swing: pd.DataFrame) -> None:
-    doc.add("## Which parameters matter")
-    if swing.empty:
-        doc.add("No sweep has results yet.")
-        return
-    doc.add("Swing = best − worst mean accuracy over a parameter's values (the rest at the "
-            "baseline). A swing below twice the widest seed interval is within seed noise.")
-    rows = []
-    for i, r in swing.iterrows():
-        noise = r["max_ci95"]
-        verdict = ("n/a (one seed)" if not _finite(noise) else
-                   "yes" if r["swing"] > 2 * noise else "no, within seed noise")
-        rows.append([i + 1, f"`{r['param']}`", f"{r['kind']} {r['name']}",
-                     f"{r['best_value']} ({pct(r['best_mean'])})",
-                     f"{r['worst_value']} ({pct(r['worst_mean'])})",
-                     f"{100 * r['swing']:.2f}", pct(noise) if _finite(noise) else "–", verdict])
-    doc.add(md_table(["#", "parameter", "from", "best value", "worst value", "swing (pts)",
-                      "widest CI", "beyond noise?"], rows, "rllllrrl"))
-
-
-def _configs(doc: _Doc, study: Study, configs: pd.DataFrame) -> None:
-    if not study.params.configs or configs.empty:
-        return
-    named = configs[configs["where"].str.contains("config ")]
-    rows = [[r["label"], r["params"], f"{int(r['n_ok'])}/{int(r['n'])}",
-             format_mean_ci(r[MEAN], r[CI]), int(r["rank"]), duration(r.get("total_time_s_mean"))]
-            for _, r in named.iterrows()]
-    doc.add("## Named configurations",
-            md_table(["name", "overrides", "ok runs", "best val acc", "rank", "time/run"],
-                     rows, "llrrrr"))
-
-
-def _failures(doc: _Doc, fails: pd.DataFrame) -> None:
-    doc.add("## Failures")
-    if fails.empty:
-        doc.add("None: every run finished (`ok` or early-stopped) above the accuracy floor "
-                "(twice chance, 2/number of classes).")
-        return
-    rows = [[r["run_id"], r["label"], r["where"], r["seed"], r["status"], pct(r[ACC]),
-             r["reason"]] for _, r in fails.iterrows()]
-    doc.add("Runs that diverged, were pruned or are missing, or whose best validation "
-            "accuracy is below twice chance (2/number of classes).",
-            md_table(["run", "configuration", "in", "seed", "status", "best val acc", "reason"],
-                     rows, "lllrlrl"))
-
-
-def _shortlist(doc: _Doc, study: Study, short: pd.DataFrame) -> None:
-    k = study.params.report.top_k
-    doc.add(f"## Shortlist: top {k} configurations")
-    if short.empty:
-        doc.add("No completed runs yet.")
-        return
-    rows = []
-    for _, r in short.iterrows():
-        gap = r.get("final_train_acc_mean", math.nan) - r.get("final_val_acc_mean", math.nan)
-        rows.append([int(r["rank"]), r["label"], r["where"], f"{int(r['n_ok'])}/{int(r['n'])}",
-                     format_mean_ci(r[MEAN], r[CI]), pct(r.get("final_train_acc_mean")),
-                     pct(r.get("final_val_acc_mean")),
-                     f"{100 * gap:+.1f}" if _finite(gap) else "–",
-                     duration(r.get("total_time_s_mean")), num(r.get("n_params"), 0)])
-    figs = figure_paths(study)
-    doc.add(md_table(["#", "configuration", "in", "ok runs", "best val acc (mean ± CI)",
-                      "final train acc", "final val acc", "gap (pts)", "time/run", "params"],
-                     rows, "rllrrrrrrr"))
-    doc.fig(figs["ranking"], "ranking of configurations")
-    doc.add("Training curves of the shortlist, mean over seeds (train dashed, validation "
-            "solid). A validation curve that falls while training keeps rising is "
-            "overfitting; two low, still-rising curves are underfitting. Training accuracy "
-            "and loss are accumulated during the epoch with dropout and label smoothing on, "
-            "so they can sit below the validation numbers.")
-    doc.fig(figs["curves_shortlist"], "train vs validation curves")
-
-
-def _cost(doc: _Doc, study: Study, table: pd.DataFrame) -> None:
-    runs = table.drop_duplicates("run_id")
-    done = runs[runs["status"] != "missing"]
-    t = pd.to_numeric(done["total_time_s"], errors="coerce")
-    sps = pd.to_numeric(done["samples_per_s"], errors="coerce")
-    figs = figure_paths(study)
-    doc.add("## Cost",
-            f"Total training time {duration(t.sum())} over {len(done)} runs "
-            f"(mean {duration(t.mean())} per run, median throughput "
-            f"{num(sps.median(), 0)} samples/s). Times are wall-clock seconds on the devices "
-            "in *Study setup*; runs that shared a machine slow each other down.")
-    doc.fig(figs["acc_vs_time"], "accuracy vs training time")
-    doc.fig(figs["acc_vs_params"], "accuracy vs number of parameters")
-
-
-def _confusion(doc: _Doc, study: Study, configs: pd.DataFrame) -> None:
-    if configs.empty or not configs.iloc[0].get("best_run_id"):
-        return
-    run_id = configs.iloc[0]["best_run_id"]
-    path = study.paths.run_dir(run_id) / "confusion.csv"
-    doc.add("## Best run: confusion matrix",
-            f"Run `{run_id}` ({configs.iloc[0]['label']}), validation split, best epoch.")
-    doc.fig(figure_paths(study)["confusion_best"], "confusion matrix of the best run")
-    if path.is_file():
-        cm = pd.read_csv(path, index_col=0)
-        pairs = [(int(cm.iat[i, j]), cm.index[i], cm.columns[j])
-                 for i in range(len(cm)) for j in range(len(cm)) if i != j and cm.iat[i, j]]
-        pairs.sort(key=lambda p: -p[0])
-        if pairs:
-            doc.add("Most frequent confusions: " + "; ".join(
-                f"{t} → {pd_} ({n})" for n, t, pd_ in pairs[:5]) + ".")
-
-
-def _optuna(doc: _Doc, study: Study) -> dict | None:
+def _optuna(doc: Doc, study: Study) -> dict | None:
     doc.add("## Optuna refinement")
     optuna = OptunaLayout(study)
     best = _read_json(optuna.best_params_path)
@@ -454,7 +215,7 @@ def _optuna(doc: _Doc, study: Study) -> dict | None:
     return {"value": value, "params": params}
 
 
-def _final(doc: _Doc, study: Study) -> dict | None:
+def _final(doc: Doc, study: Study) -> dict | None:
     doc.add("## Final retrain")
     path = summary_path(study)
     final = _read_json(path)
@@ -494,7 +255,7 @@ def _final(doc: _Doc, study: Study) -> dict | None:
     return final
 
 
-def _comparison(doc: _Doc, study: Study, configs: pd.DataFrame, optuna: dict | None,
+def _comparison(doc: Doc, study: Study, configs: pd.DataFrame, optuna: dict | None,
                 final: dict | None) -> None:
     doc.add("## Comparison with published results")
     ours: list[tuple[str, Any, str]] = []
@@ -504,13 +265,13 @@ def _comparison(doc: _Doc, study: Study, configs: pd.DataFrame, optuna: dict | N
                      "validation"))
     if optuna and optuna.get("value") is not None:
         ours.append(("this study: best Optuna trial", optuna["value"], "validation"))
-    if final and _finite(final.get("test_acc_mean")):
+    if final and finite(final.get("test_acc_mean")):
         ours.append(("this study: final retrain, mean over seeds", final["test_acc_mean"],
                      "test"))
     headline = ours[-1][1] if ours else None
     rows = [[label, pct(acc), split, "–"] for label, acc, split in ours]
     for label, acc in study.params.report.baselines.items():
-        diff = f"{100 * (float(headline) - acc):+.2f}" if _finite(headline) else "–"
+        diff = f"{100 * (float(headline) - acc):+.2f}" if finite(headline) else "–"
         rows.append([label, pct(acc), "as published", diff])
     if not study.params.report.baselines:
         doc.add("No published numbers in `[report.baselines]`.")
@@ -521,7 +282,7 @@ def _comparison(doc: _Doc, study: Study, configs: pd.DataFrame, optuna: dict | N
     doc.add(md_table(["result", "accuracy", "split", "Δ vs this study (pts)"], rows, "lrlr"))
 
 
-def _reproduce(doc: _Doc, study: Study) -> None:
+def _reproduce(doc: Doc, study: Study) -> None:
     doc.add("## Reproduce",
             "```bash\n"
             f"snakemake --cores 4 --config params={study.params_path}   # the whole study\n"
@@ -545,7 +306,7 @@ def build_report(study: Study, out: str | Path | None = None) -> str:
     fails = failures(table)
     metrics = _runs_metrics(study)
     final = _read_json(summary_path(study))
-    doc = _Doc(out)
+    doc = Doc(out)
     doc.add(f"# {params.report.title}",
             f"Study `{params.study.name}` ({params.data.dataset}, {params.model.arch.upper()}), "
             f"generated by hpsweep from `{study.params_path}`. Every number below is read from "
