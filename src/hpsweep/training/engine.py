@@ -48,7 +48,7 @@ from hpsweep.training.models import build_model, count_params, is_conv
 from hpsweep.training.schedule import Schedule, build_optimizer, optimizer_impl
 from hpsweep.training.writer import TBLog, write_confusion, write_metrics
 
-log = logging.getLogger("hpsweep.training.engine")
+log = logging.getLogger(__name__)
 
 # A training loss this many times the chance-level loss ln(num_classes) counts as diverged,
 # like NaN/inf: SGD at lr=10 on a BatchNorm MLP sits at losses of 1e3..1e13 for epochs
