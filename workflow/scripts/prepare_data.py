@@ -8,4 +8,4 @@ with job_log(smk.log[0]):
     study = study_of(smk)
     d = study.params.data
     fetch(d.dataset, study.paths.raw_dir, mirrors=d.mirrors, urls=d.urls, csv_path=d.csv_path)
-    prepare(d, study.paths.raw_dir, study.paths.prepared)
+    prepare(d, study.paths.raw_dir, smk.output.prepared)  # writes smk.output.manifest beside

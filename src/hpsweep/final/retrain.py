@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def run_final_seed(study: Study, seed: int, *, threads: int | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, out_dir: Path | None = None) -> dict[str, Any]:
     """Train the best configuration with ``seed`` and evaluate it on the test split.
 
     A finished run of the same config in the directory is resumed from its last
@@ -51,7 +52,7 @@ def run_final_seed(study: Study, seed: int, *, threads: int | None = None,
 
     best = best_choice(study)
     spec = final_spec(study, seed, best)
-    out = seed_dir(study, seed)
+    out = Path(out_dir) if out_dir else seed_dir(study, seed)  # the rule's output folder
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.json", json.dumps({
         "run_id": spec.run_id, "signature": spec.signature, "seed": seed,

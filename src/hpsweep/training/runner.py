@@ -14,8 +14,9 @@ log = logging.getLogger(__name__)
 
 
 def train_planned_run(study: Study, run_id: str, threads: int | None = None,
-                      progress: bool = True) -> dict:
-    """Train `run_id` of the study's plan; returns its metrics.
+                      progress: bool = True, out_dir: Path | None = None) -> dict:
+    """Train `run_id` of the study's plan into ``out_dir`` (default: its run directory,
+    which the Snakemake rule names as its output); returns its metrics.
 
     config.json (the resolved config and signature) is written before training
     so a running or killed run can be identified; metrics.json, written last
@@ -27,7 +28,7 @@ def train_planned_run(study: Study, run_id: str, threads: int | None = None,
     if spec is None:
         raise KeyError(f"run {run_id!r} is not in the plan of {study.params_path}; "
                        "run `hpsweep plan` to list the study's runs")
-    out_dir = study.paths.run_dir(run_id)
+    out_dir = Path(out_dir) if out_dir else study.paths.run_dir(run_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "config.json", dumps_config(spec))
     data = load_prepared(study.paths.prepared)
