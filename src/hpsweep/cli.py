@@ -81,13 +81,18 @@ def _cmd_bench_hpo(args: argparse.Namespace) -> int:
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from hpsweep.core.plan import expand
+    from hpsweep.core.study import Study
 
-    params = load_params(args.params)
-    plan = expand(params)
+    study = Study.load(args.params)
+    plan = study.plan
     for m in plan.members:
         print(f"{m.group:8s} {m.name:16s} {m.label:40s} seed={m.seed} {m.run_id}")
     print(f"{len(plan.members)} runs in sweeps/grids/configs; {len(plan.runs)} distinct to train")
+    if args.estimate:
+        from hpsweep.ops.estimate import estimate, render
+
+        print()
+        print(render(estimate(study), args.cores))
     return 0
 
 
@@ -246,7 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
         command(sub, name, func, help, add_help=False).add_argument(
             "bench_args", nargs=argparse.REMAINDER)
 
-    command(sub, "plan", _cmd_plan, "list the runs the params file expands to", params)
+    p = command(sub, "plan", _cmd_plan, "list the runs the params file expands to", params)
+    p.add_argument("--estimate", action="store_true",
+                   help="and what each stage will cost on this machine (calibrates once)")
+    p.add_argument("--cores", type=int, default=None,
+                   help="the --cores Snakemake will get (default: this machine's CPUs)")
     command(sub, "status", _cmd_status, "runs done/running/failed/pending, Optuna trials, final "
             "retrain, logs of failed jobs (read-only; fine while a study runs)", params)
 

@@ -1,0 +1,230 @@
+"""What a study will cost before it runs: `hpsweep plan --estimate`.
+
+Per stage: the runs, their fidelity (epochs, training samples) and the estimated
+minutes. Seconds per sample come from a short calibration per distinct model shape
+(model config, batch size, augmentation, precision, device, threads): two epochs of
+the real trainer on synthetic data of the study's input shape, the second one timed,
+cached under <results>/calibration/ so a second estimate is instant. Runs that
+already completed count with the time they took.
+
+Every Snakemake job also pays a start-up (Python, torch and pandas imports: about 2 s
+on a small CPU, measured once and cached too), which dominates small studies.
+Not counted: data download and set-up. Optuna trials are estimated with the
+baseline's shape at full length: pruning makes them shorter, a searched width or
+depth longer or shorter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpsweep.core.atomic import write_json
+from hpsweep.core.layout import OptunaLayout
+from hpsweep.core.plan import make_run
+from hpsweep.core.study import Study
+from hpsweep.ops.jobs import TRAIN_THREADS, torch_threads
+from hpsweep.training.runstore import read_metrics
+
+CALIBRATION_STEPS = 40  # timed training steps per shape (after a warm-up epoch)
+CALIBRATION_VAL = 1024  # validation samples timed per shape
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Seconds per training sample and per evaluated sample, for one shape."""
+
+    train_s: float
+    eval_s: float
+
+
+@dataclass
+class StageEstimate:
+    stage: str
+    runs: int
+    epochs: str
+    samples: int  # training samples per epoch (of the largest run)
+    job_min: float  # training-job minutes, summed
+    jobs: int  # how many of its jobs can run at once (runs left, workers, seeds)
+    done: int = 0  # runs already complete (counted with their measured time)
+
+    def wall_min(self, slots: int) -> float:
+        """Minutes with ``slots`` training jobs at once."""
+        return self.job_min / max(1, min(slots, self.jobs))
+
+
+def _shape(run_cfg: dict[str, Any], device: str, threads: int) -> dict[str, Any]:
+    t = run_cfg["train"]
+    import torch
+
+    return {"model": run_cfg["model"], "batch_size": t["batch_size"], "augment": t["augment"],
+            "bf16": t["bf16"], "eval_batch_size": t["eval_batch_size"], "device": device,
+            "threads": threads, "torch": torch.__version__}
+
+
+def calibrate(run_cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+              cache_dir: Path) -> Cost:
+    """The shape's Cost on this machine: cached, else measured with the real trainer."""
+    import torch
+
+    from hpsweep.data.prepared import PreparedData
+    from hpsweep.training.device import device_name, resolve_device
+    from hpsweep.training.engine import train_run
+
+    device = resolve_device(run_cfg.get("device", "auto"))
+    threads = torch_threads(TRAIN_THREADS)
+    shape = _shape(run_cfg, device_name(device), threads)
+    key = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"{key}.json"
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        return Cost(cached["train_s_per_sample"], cached["eval_s_per_sample"])
+    bs = run_cfg["train"]["batch_size"]
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randint(0, 256, (n, *input_shape), generator=g, dtype=torch.uint8),
+                torch.randint(0, num_classes, (n,), generator=g))
+
+    tensors = {}
+    for name, n in (("train", CALIBRATION_STEPS * bs), ("val", CALIBRATION_VAL), ("test", 2)):
+        tensors[f"x_{name}"], tensors[f"y_{name}"] = split(n)
+    data = PreparedData.from_tensors(tensors, [str(c) for c in range(num_classes)],
+                                     "calibration")
+    cfg = {**run_cfg, "train": {**run_cfg["train"], "epochs": 2, "early_stopping_patience": 0}}
+    before = torch.get_num_threads()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            metrics = train_run(cfg, data, Path(tmp), seed=0, threads=threads, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    last = metrics["history"][-1]  # the first epoch warms up caches and kernels
+    cost = Cost(last["train_s"] / len(tensors["y_train"]),
+                max(0.0, last["epoch_s"] - last["train_s"]) / CALIBRATION_VAL)
+    write_json(path, {"shape": shape, "train_s_per_sample": cost.train_s,
+                      "eval_s_per_sample": cost.eval_s})
+    return cost
+
+
+def job_startup_s(cache_dir: Path) -> float:
+    """Seconds a Snakemake job spends before its work: the imports every script makes."""
+    path = cache_dir / "job_startup.json"
+    if path.is_file():
+        return json.loads(path.read_text())["seconds"]
+    code = "import hpsweep.training.engine, hpsweep.analysis.extract, pandas"
+    took = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        took.append(time.perf_counter() - t0)
+    seconds = sorted(took)[1]  # the median of three
+    write_json(path, {"seconds": seconds, "measured": code})
+    return seconds
+
+
+def _run_seconds(cost: Cost, epochs: int, n_train: int, n_val: int, n_test: int = 0) -> float:
+    return epochs * (n_train * cost.train_s + n_val * cost.eval_s) + n_test * cost.eval_s
+
+
+def estimate(study: Study) -> list[StageEstimate]:
+    """Stage by stage, what the study will train and for how long."""
+    manifest_path = study.paths.manifest
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path} is missing: the estimate needs the prepared "
+                                "data's sizes; run `hpsweep data fetch` first")
+    manifest = json.loads(manifest_path.read_text())
+    counts, shape, k = manifest["counts"], tuple(manifest["input_shape"]), manifest["num_classes"]
+    cache = study.paths.results_dir / "calibration"
+    params = study.params
+    out = []
+
+    startup = job_startup_s(cache)
+    runs = list(study.plan.runs.values())
+    job_s, done, epochs = 0.0, 0, set()
+    for spec in runs:
+        t = spec.config["train"]
+        epochs.add(t["epochs"])
+        m = read_metrics(study.paths.run_dir(spec.run_id))
+        if m is not None:
+            done += 1
+            job_s += m.get("total_time_s") or 0.0
+            continue
+        cost = calibrate(spec.config, shape, k, cache)
+        job_s += _run_seconds(cost, t["epochs"], counts["train"], counts["val"])
+    # a train and an extract job per run left, then summarize and summary_tables
+    job_s += (2 * (len(runs) - done) + 2) * startup
+    out.append(StageEstimate("sweeps, grids, configs", len(runs), _span(epochs),
+                             counts["train"], job_s / 60, len(runs) - done, done))
+
+    base = make_run(params, {}, params.study.seeds[0]).config
+    base_cost = calibrate(base, shape, k, cache)
+    if params.optuna.enabled:
+        o = params.optuna
+        ep = o.epochs or params.train.epochs
+        folds = max(1, o.cv_folds)
+        n_tr = counts["train"] if not o.cv_folds else (counts["train"] + counts["val"]) * (
+            o.cv_folds - 1) // o.cv_folds
+        n_va = counts["val"] if not o.cv_folds else (counts["train"] + counts["val"]) // o.cv_folds
+        trial_s = folds * _run_seconds(base_cost, ep, n_tr, n_va)
+        finished = _finished_trials(study)
+        left = max(0, o.n_trials - finished)
+        jobs_s = (o.n_workers + 2) * startup  # setup, the workers, collect
+        out.append(StageEstimate("optuna", o.n_trials, str(ep), n_tr,
+                                 (left * trial_s + jobs_s) / 60, o.n_workers,
+                                 min(finished, o.n_trials)))
+    if params.final.enabled:
+        f = params.final
+        ep = f.epochs or params.train.epochs
+        n_tr = counts["train"] + (counts["val"] if f.train_on_val else 0)
+        seed_s = _run_seconds(base_cost, ep, n_tr, counts["val"], counts["test"])
+        out.append(StageEstimate("final", len(f.seeds), str(ep), n_tr,
+                                 (len(f.seeds) * (seed_s + startup) + startup) / 60,
+                                 len(f.seeds)))
+    # plots, report and the MLflow export: start-ups and seconds of work
+    out.append(StageEstimate("report", 0, "-", 0, 3 * startup / 60, 1))
+    return out
+
+
+def _span(values: set[int]) -> str:
+    return "-" if not values else (f"{min(values)}" if len(values) == 1
+                                   else f"{min(values)}-{max(values)}")
+
+
+def _finished_trials(study: Study) -> int:
+    """Trained trials of the current Optuna study that finished (their run dirs)."""
+    trials = OptunaLayout(study).key_dir / "trials"
+    if not trials.is_dir():
+        return 0
+    return sum(1 for d in trials.iterdir() if (d / "metrics.json").is_file()
+               or (d / "fold_0" / "metrics.json").is_file())
+
+
+def job_slots(cores: int | None = None) -> int:
+    """Training jobs that run at once locally: Snakemake's --cores over the threads each
+    job reserves, never more than the machine's CPUs allow (ops.jobs)."""
+    cpus = os.cpu_count() or 1
+    return max(1, min(cores or cpus, cpus) // TRAIN_THREADS)
+
+
+def render(stages: list[StageEstimate], cores: int | None = None) -> str:
+    """The estimate as a table, with the wall time for `--cores` on this machine."""
+    from tabulate import tabulate
+
+    slots = job_slots(cores)
+    rows = [[s.stage, s.runs, s.done, s.epochs, s.samples, f"{s.job_min:.1f}",
+             f"{s.wall_min(slots):.1f}"] for s in stages]
+    rows.append(["total", "", "", "", "", f"{sum(s.job_min for s in stages):.1f}",
+                 f"{sum(s.wall_min(slots) for s in stages):.1f}"])
+    table = tabulate(rows, ["stage", "runs", "done", "epochs", "train samples", "job min",
+                            f"wall min ({slots} job(s) at once)"],
+                     colalign=("left", *["right"] * 6), disable_numparse=True)
+    return (table + "\nTraining and job start-ups, calibrated on this machine "
+            "(<results>/calibration/); Optuna at full length (pruning shortens it).")

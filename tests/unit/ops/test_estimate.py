@@ -1,0 +1,72 @@
+"""`hpsweep plan --estimate`: calibrated per shape with the real trainer, cached, and
+counting completed runs with the time they took."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from tunefixtures import fake_complete_run, make_study
+
+from hpsweep.data.prepared import load_prepared
+from hpsweep.ops import estimate as est
+
+
+def with_manifest(study):
+    """The sizes `prepare` records in the manifest, for the synthetic prepared data."""
+    data = load_prepared(study.paths.prepared)
+    study.paths.manifest.write_text(json.dumps({
+        "counts": {s: len(data.split(s)[1]) for s in ("train", "val", "test")},
+        "input_shape": list(data.input_shape), "num_classes": data.num_classes}))
+    return study
+
+
+@pytest.fixture
+def study(tmp_path):
+    return with_manifest(make_study(tmp_path, sweeps={"lr": {"param": "train.lr",
+                                                             "values": [0.01, 0.1]}}))
+
+
+def test_stages_cover_the_study_and_calibration_is_cached(study, monkeypatch):
+    stages = {s.stage: s for s in est.estimate(study)}
+    assert list(stages) == ["sweeps, grids, configs", "optuna", "final", "report"]
+    sweeps = stages["sweeps, grids, configs"]
+    assert sweeps.runs == len(study.plan.runs) and sweeps.done == 0 and sweeps.job_min > 0
+    assert stages["optuna"].runs == 4 and stages["final"].runs == 2
+    cache = study.paths.results_dir / "calibration"
+    assert len(list(cache.glob("*.json"))) >= 2  # a shape and the job start-up
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("calibrated twice")
+
+    monkeypatch.setattr("hpsweep.training.engine.train_run", no_training)
+    again = {s.stage: s for s in est.estimate(study)}
+    assert again["final"].job_min == pytest.approx(stages["final"].job_min)
+
+
+def test_a_completed_run_counts_with_its_measured_time(study):
+    before = est.estimate(study)[0]
+    run_id = study.plan.run_ids()[0]
+    fake_complete_run(study, run_id, 0.9)
+    metrics = study.paths.run_dir(run_id) / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "total_time_s": 600.0}))
+    after = est.estimate(study)[0]
+    assert after.done == 1 and after.jobs == before.jobs - 1
+    assert after.job_min > before.job_min + 9  # its 10 measured minutes replace an estimate
+
+
+def test_wall_time_divides_by_the_jobs_that_run_at_once():
+    s = est.StageEstimate("sweeps", runs=8, epochs="2", samples=100, job_min=8.0, jobs=8)
+    assert s.wall_min(1) == 8.0 and s.wall_min(4) == 2.0 and s.wall_min(16) == 1.0
+
+
+def test_without_prepared_data_the_cli_says_what_to_run(tmp_path):
+    study = make_study(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "hpsweep.cli", "plan", "--estimate",
+                          "--params", str(study.params_path)], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and "hpsweep data fetch" in err[0] and "Traceback" not in out.stderr
