@@ -4,9 +4,9 @@ them to build the DAG, and torch costs seconds to import)."""
 from __future__ import annotations
 
 # The training engine's identity, part of every run's signature. Bump it (any new
-# string) when a change to training/ or models.py alters a number a run produces;
-# tests/unit/training/test_engine_golden.py trains a few tiny runs and fails when their numbers
-# differ from the recorded ones while this string is unchanged. A refactor that
+# string) when a change to training/ alters a number a run produces;
+# tests/unit/training/test_engine_golden.py trains a few tiny runs and fails when
+# their numbers differ from the recorded ones while this string is unchanged. A refactor that
 # changes no number keeps it, so moving or tidying the engine retrains nothing.
 # Until 0.1 this was the sha256 of the training code (its first 16 hex digits are
 # kept here, so runs made then keep their ids).
