@@ -9,9 +9,10 @@ already completed count with the time they took.
 
 Every Snakemake job also pays a start-up (Python, torch and pandas imports: about 2 s
 on a small CPU, measured once and cached too), which dominates small studies.
-Not counted: data download and set-up. Optuna trials are estimated with the
-baseline's shape at full length: pruning makes them shorter, a searched width or
-depth longer or shorter.
+Optuna trials are priced as the mean of a few configurations drawn from the search
+space (seeded, through the trials' own sampling path) at full length: pruning makes
+them shorter. The final retrain is priced with Optuna's best configuration once it
+exists, before that like a typical trial. Not counted: data download and set-up.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from hpsweep.training.runstore import read_metrics
 
 CALIBRATION_STEPS = 40  # timed training steps per shape (after a warm-up epoch)
 CALIBRATION_VAL = 1024  # validation samples timed per shape
+SPACE_DRAWS = 5  # configurations drawn from the Optuna space to price a typical trial
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,30 @@ def job_startup_s(cache_dir: Path) -> float:
     return seconds
 
 
+def _space_draws(study: Study) -> list[dict[str, Any]]:
+    """Run configs of SPACE_DRAWS seeded random trials of the Optuna space (invalid
+    combinations skipped, as the workers skip them)."""
+    import optuna
+
+    from hpsweep.core.schema import ParamsError
+    from hpsweep.tuning.space import trial_overrides
+    from hpsweep.tuning.tuner import Tuner
+
+    tuner, params = Tuner(study), study.params
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    configs: list[dict[str, Any]] = []
+    for _ in range(SPACE_DRAWS * 4):
+        if len(configs) == SPACE_DRAWS:
+            break
+        overrides = trial_overrides(params, tuner.space.suggest(draws.ask()))
+        try:
+            configs.append(make_run(params, overrides, tuner.trial_seed).config)
+        except ParamsError:
+            continue
+    return configs
+
+
 def _run_seconds(cost: Cost, epochs: int, n_train: int, n_val: int, n_test: int = 0) -> float:
     return epochs * (n_train * cost.train_s + n_val * cost.eval_s) + n_test * cost.eval_s
 
@@ -165,27 +191,37 @@ def estimate(study: Study) -> list[StageEstimate]:
                              counts["train"], job_s / 60, len(runs) - done, done))
 
     base = make_run(params, {}, params.study.seeds[0]).config
-    base_cost = calibrate(base, shape, k, cache)
+    draws = _space_draws(study) if params.optuna.enabled and params.optuna.space else []
     if params.optuna.enabled:
         o = params.optuna
-        ep = o.epochs or params.train.epochs
         folds = max(1, o.cv_folds)
         n_tr = counts["train"] if not o.cv_folds else (counts["train"] + counts["val"]) * (
             o.cv_folds - 1) // o.cv_folds
         n_va = counts["val"] if not o.cv_folds else (counts["train"] + counts["val"]) // o.cv_folds
-        trial_s = folds * _run_seconds(base_cost, ep, n_tr, n_va)
+        trial_cfgs = draws or [base]
+        # a trial's config already holds optuna.epochs (tuning.space.trial_overrides)
+        per_trial = [folds * _run_seconds(calibrate(c, shape, k, cache), c["train"]["epochs"],
+                                          n_tr, n_va) for c in trial_cfgs]
+        trial_s = sum(per_trial) / len(per_trial)
         finished = _finished_trials(study)
         left = max(0, o.n_trials - finished)
         jobs_s = (o.n_workers + 2) * startup  # setup, the workers, collect
-        out.append(StageEstimate("optuna", o.n_trials, str(ep), n_tr,
-                                 (left * trial_s + jobs_s) / 60, o.n_workers,
-                                 min(finished, o.n_trials)))
+        out.append(StageEstimate("optuna", o.n_trials, _span(
+            {c["train"]["epochs"] for c in trial_cfgs}), n_tr,
+            (left * trial_s + jobs_s) / 60, o.n_workers, min(finished, o.n_trials)))
     if params.final.enabled:
         f = params.final
-        ep = f.epochs or params.train.epochs
         n_tr = counts["train"] + (counts["val"] if f.train_on_val else 0)
-        seed_s = _run_seconds(base_cost, ep, n_tr, counts["val"], counts["test"])
-        out.append(StageEstimate("final", len(f.seeds), str(ep), n_tr,
+        best = OptunaLayout(study).best_params_path
+        if params.optuna.enabled and best.is_file():
+            candidates = [json.loads(best.read_text())["config"]]
+        else:  # not chosen yet: a typical trial's configuration (or the baseline)
+            candidates = (draws if params.optuna.enabled else []) or [base]
+        seed_s = sum(_run_seconds(calibrate(c, shape, k, cache),
+                                  f.epochs or c["train"]["epochs"], n_tr, counts["val"],
+                                  counts["test"]) for c in candidates) / len(candidates)
+        epochs = _span({f.epochs or c["train"]["epochs"] for c in candidates})
+        out.append(StageEstimate("final", len(f.seeds), epochs, n_tr,
                                  (len(f.seeds) * (seed_s + startup) + startup) / 60,
                                  len(f.seeds)))
     # plots, report and the MLflow export: start-ups and seconds of work

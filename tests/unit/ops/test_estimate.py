@@ -10,6 +10,8 @@ import sys
 import pytest
 from tunefixtures import fake_complete_run, make_study
 
+from hpsweep.core.layout import OptunaLayout
+from hpsweep.core.plan import make_run
 from hpsweep.data.prepared import load_prepared
 from hpsweep.ops import estimate as est
 
@@ -55,6 +57,20 @@ def test_a_completed_run_counts_with_its_measured_time(study):
     after = est.estimate(study)[0]
     assert after.done == 1 and after.jobs == before.jobs - 1
     assert after.job_min > before.job_min + 9  # its 10 measured minutes replace an estimate
+
+
+def test_trials_are_priced_over_the_space_and_the_final_by_the_chosen_config(study):
+    draws = est._space_draws(study)
+    assert len(draws) == est.SPACE_DRAWS
+    assert {c["model"]["width"] for c in draws} <= {8, 16} and len({c["train"]["lr"]
+                                                                   for c in draws}) > 1
+    before = {s.stage: s for s in est.estimate(study)}["final"]
+    best = OptunaLayout(study).best_params_path
+    best.parent.mkdir(parents=True, exist_ok=True)
+    wide = make_run(study.params, {"model.width": 1024, "model.depth": 3}, 0).config
+    best.write_text(json.dumps({"config": wide}))
+    after = {s.stage: s for s in est.estimate(study)}["final"]
+    assert after.job_min > before.job_min  # Optuna chose: the final stage prices its choice
 
 
 def test_wall_time_divides_by_the_jobs_that_run_at_once():
