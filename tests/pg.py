@@ -5,6 +5,12 @@ initdb + pg_ctl in a temporary directory, a random free port, trust auth on
 server refuses to run as root, so under root it runs as the ``postgres`` user
 on a directory that user owns. Skips (with the reason) when the server
 binaries or that user are missing.
+
+Why not pytest-postgresql: its process fixture runs initdb and pg_ctl as the user
+running pytest, and both refuse root ("pg_ctl: cannot be run as root"), which is how
+CI and these machines run the suite; it has no option to start the server as another
+user (pytest-postgresql issues #341 and #455, closed without one). Running as
+``postgres`` on a directory that user owns is the part this module adds.
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ core <- data <- training <- tuning, final <- analysis <- ops, bench, cli; core i
 torch-free (the Snakefile reads it to build the DAG).
 
 core/        the study itself
-    schema.py        params.toml as typed, validated models (Params, ParamsError)
+    schema.py        params.toml as typed, validated Params; ParamsError, one line a problem
+    sections.py      one model per params.toml section ([study], [data], [model], ...)
     plan.py          the sweep plan: params expanded into runs named by their signature
-    ids.py           ENGINE_VERSION, the training engine's identity in run signatures
+    ids.py           ENGINE_VERSION (the engine's identity) and run_signature (the hash)
     layout.py        where every output lives (StudyPaths, per-stage paths): one owner
     study.py         a loaded study: params, paths, plan
     params_deps.py   which params keys each rule depends on; the params stamps
@@ -25,7 +26,7 @@ analysis/    extract (TensorBoard -> tables), tables (summary CSVs), plots, repo
              (report_sweeps: its sweep-stage sections; markdown: its tables and
              number formats), tracking (MLflow export)
 ops/         status (`hpsweep status` collects), status_text (and prints), jobs (what
-             Snakemake jobs share), dvcyaml
+             Snakemake jobs share), dvcyaml, estimate (`hpsweep plan --estimate`)
 bench/       throughput (`hpsweep bench`), hpo (`hpsweep bench-hpo`)
 cli.py       the `hpsweep` command
 """

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hpsweep.core.schema import DataConfig
+from hpsweep.core.sections import DataConfig
 from hpsweep.data import DataError, fetch, load_prepared, prepare
 from hpsweep.data.download import Retry, read_record
 

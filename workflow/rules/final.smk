@@ -34,11 +34,8 @@ rule final_summary:
         ),
         stamp=PARAMS_STAMP("final_summary"),
     output:
-        summary=str(_layout.summary_path(STUDY)),
-        model=str(_layout.model_path(STUDY)),
-        config=str(_layout.config_path(STUDY)),
-        program=str(_layout.program_path(STUDY)),
-        card=str(_layout.model_card_path(STUDY)),
+        # summary, model, config, program, card: the keys retrain.write_final_summary writes
+        **{key: str(p) for key, p in _layout.final_outputs(STUDY).items()},
     log:
         str(PATHS.logs / "final" / "summary.log"),
     conda:

@@ -23,7 +23,7 @@ rule optuna_setup:
         manifest=str(PATHS.manifest),
         stamp=PARAMS_STAMP("optuna_setup"),
     output:
-        str(TUNER.setup_marker),
+        marker=str(TUNER.setup_marker),
     log:
         str(PATHS.logs / "optuna" / "setup.log"),
     conda:
@@ -41,7 +41,7 @@ rule optuna_worker:
         # the workers through this file.
         stamp=PARAMS_STAMP("optuna_worker"),
     output:
-        str(TUNER.worker_marker("{worker}")),
+        marker=str(TUNER.worker_marker("{worker}")),
     log:
         str(PATHS.logs / "optuna" / "worker_{worker}.log"),
     wildcard_constraints:
@@ -63,9 +63,8 @@ rule optuna_collect:
         ),
         stamp=PARAMS_STAMP("optuna_collect"),
     output:
-        trials=str(TUNER.trials_csv),
-        best=str(TUNER.best_params_path),
-        figures=[str(p) for p in TUNER.figure_paths()],
+        # trials, best, optuna_<figure>: the keys tuning.results.collect writes
+        **{key: str(p) for key, p in TUNER.collect_output_map().items()},
     log:
         str(PATHS.logs / "optuna" / "collect.log"),
     conda:

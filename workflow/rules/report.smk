@@ -27,7 +27,7 @@ rule plots:
         manifest=str(PATHS.manifest),
         stamp=PARAMS_STAMP("plots"),
     output:
-        [report(str(p), category="Figures") for p in figure_paths(STUDY).values()],
+        **{key: report(str(p), category="Figures") for key, p in figure_paths(STUDY).items()},
     log:
         str(PATHS.logs / "plots.log"),
     conda:

@@ -15,7 +15,7 @@ rule summary_tables:
         results=results_files(STUDY),
         stamp=PARAMS_STAMP("summary_tables"),
     output:
-        [str(p) for p in table_outputs(STUDY).values()],
+        **{key: str(p) for key, p in table_outputs(STUDY).items()},
     log:
         str(PATHS.logs / "summary_tables.log"),
     conda:

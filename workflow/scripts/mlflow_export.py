@@ -5,4 +5,4 @@ from hpsweep.ops.jobs import job_log, study_of
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):
-    export_study(study_of(smk))
+    export_study(study_of(smk), marker=smk.output.marker)

@@ -7,4 +7,4 @@ from hpsweep.tuning.worker import setup_study
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):
     optuna_logs_to_root()
-    setup_study(study_of(smk))
+    setup_study(study_of(smk), marker=smk.output.marker)

@@ -7,4 +7,5 @@ from hpsweep.tuning.worker import run_worker
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 with job_log(smk.log[0]):
     optuna_logs_to_root()
-    run_worker(study_of(smk), int(smk.wildcards.worker), threads=torch_threads(smk.threads))
+    run_worker(study_of(smk), int(smk.wildcards.worker), threads=torch_threads(smk.threads),
+               marker=smk.output.marker)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -367,10 +368,11 @@ def load_table(study: Study) -> pd.DataFrame:
     return read_experiment_summary(path) if path.is_file() else experiment_table(study)
 
 
-def make_figures(study: Study) -> list[Path]:
-    """Write every figure of :func:`figure_paths`; return their paths."""
+def make_figures(study: Study, out: Mapping[str, str | Path] | None = None) -> list[Path]:
+    """Write every figure, ``out[key]`` (the rule's named outputs; default the layout's
+    figure_paths); return their paths."""
     params = study.params
-    paths = figure_paths(study)
+    paths = {k: Path(v) for k, v in (out or figure_paths(study)).items()}
     table = load_table(study)
     configs = config_table(table)
     base = params.run_base()

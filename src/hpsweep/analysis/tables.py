@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -335,12 +336,13 @@ def baseline_config_id(study: Study) -> str | None:
     return config_id(study.plan.runs[base[0].run_id].config) if base else None
 
 
-def write_summary_tables(study: Study, summary_csv: str | Path | None = None
-                         ) -> dict[str, Path]:
-    """All tables but experiment_summary.csv, from it (or from the run dirs)."""
+def write_summary_tables(study: Study, summary_csv: str | Path | None = None,
+                         out: Mapping[str, str | Path] | None = None) -> dict[str, Path]:
+    """All tables but experiment_summary.csv, from it (or from the run dirs). ``out``:
+    the files by key (the rule's named outputs; default the layout's table_outputs)."""
     path = Path(summary_csv) if summary_csv else None
     table = read_experiment_summary(path) if path and path.is_file() else experiment_table(study)
-    outs = table_outputs(study)
+    outs = {k: Path(v) for k, v in (out or table_outputs(study)).items()}
     params = study.params
     base_cid = baseline_config_id(study)
     sweeps = {name: sweep_table(table, name, base_cid) for name in params.sweeps}

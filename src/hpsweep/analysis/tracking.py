@@ -145,18 +145,20 @@ def _log_one(client, Metric, Param, exp_id: str, run: dict[str, Any],  # noqa: N
     return rid
 
 
-def export_study(study: Study) -> dict[str, Any]:
-    """Log the study's finished runs that MLflow does not have yet; write the marker.
+def export_study(study: Study, marker: str | Path | None = None) -> dict[str, Any]:
+    """Log the study's finished runs that MLflow does not have yet; write ``marker`` (the
+    rule's output; default the layout's export_marker).
 
     With tracking.mlflow = false it logs nothing and never imports mlflow: `dvc repro`
     runs this stage whatever params.toml says (its command cannot depend on it)."""
     from hpsweep.core.atomic import write_text
     from hpsweep.core.layout import figure_paths
 
+    marker = marker or export_marker(study)
     if not study.params.tracking.mlflow:
         log.info("mlflow: tracking.mlflow = false in %s; nothing logged", study.params_path)
         summary = {"mlflow": False, "logged": [], "already_there": []}
-        write_text(export_marker(study), json.dumps(summary, indent=2))
+        write_text(marker, json.dumps(summary, indent=2))
         return summary
     _, MlflowClient, Metric, Param = _import_mlflow()  # noqa: N806
     uri = tracking_uri(study)
@@ -180,5 +182,5 @@ def export_study(study: Study) -> dict[str, Any]:
     summary = {"mlflow": True, "made_from": made_from(study.params, "mlflow_export"),
                "tracking_uri": uri, "experiment": name, "experiment_id": exp_id,
                "logged": logged, "already_there": skipped}
-    write_text(export_marker(study), json.dumps(summary, indent=2))
+    write_text(marker, json.dumps(summary, indent=2))
     return summary

@@ -3,6 +3,10 @@ them to build the DAG, and torch costs seconds to import)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from typing import Any
+
 # The training engine's identity, part of every run's signature. Bump it (any new
 # string) when a change to training/ alters a number a run produces;
 # tests/unit/training/test_engine_golden.py trains a few tiny runs and fails when
@@ -26,3 +30,9 @@ def same_code(recorded: str) -> bool:
     """
     return recorded == ENGINE_VERSION or (len(recorded) == 64
                                           and recorded[:len(ENGINE_VERSION)] == ENGINE_VERSION)
+
+
+def run_signature(run_cfg: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
+    """Stable hash of everything that determines a run's result."""
+    blob = json.dumps({"run": run_cfg, "extra": extra or {}}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()

@@ -24,9 +24,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpsweep.core.ids import code_version
+from hpsweep.core.ids import code_version, run_signature
 from hpsweep.core.plan import data_identity
-from hpsweep.core.schema import Params, describe_space, run_signature
+from hpsweep.core.schema import Params
+from hpsweep.core.sections import describe_space
 
 if TYPE_CHECKING:  # a Study holds its StudyPaths: imported for annotations only
     from hpsweep.core.study import Study
@@ -207,6 +208,12 @@ class OptunaLayout:
     def collect_outputs(self) -> list[str]:
         return [str(self.trials_csv), str(self.best_params_path), *map(str, self.figure_paths())]
 
+    def collect_output_map(self) -> dict[str, Path]:
+        """collect's files by key (the optuna_collect rule's named outputs)."""
+        return {"trials": self.trials_csv, "best": self.best_params_path,
+                **{f"optuna_{n}": optuna_figure_path(self.figures_dir, n)
+                   for n in optuna_figure_names(self.multi_objective)}}
+
 
 # -- final retrain ---------------------------------------------------------------------------
 
@@ -238,9 +245,16 @@ def model_card_path(study: Study) -> Path:
     return final_dir(study) / "model_card.json"
 
 
+def final_outputs(study: Study) -> dict[str, Path]:
+    """Every file retrain.write_final_summary writes, by key (the final_summary rule's
+    named outputs)."""
+    return {"summary": summary_path(study), "model": model_path(study),
+            "config": config_path(study), "program": program_path(study),
+            "card": model_card_path(study)}
+
+
 def summary_outputs(study: Study) -> list[str]:
-    return [str(summary_path(study)), str(model_path(study)), str(config_path(study)),
-            str(program_path(study)), str(model_card_path(study))]
+    return [str(p) for p in final_outputs(study).values()]
 
 
 def best_input(study: Study) -> Path:

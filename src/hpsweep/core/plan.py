@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpsweep.core.ids import code_version
-from hpsweep.core.schema import Params, resolve_run, run_signature
+from hpsweep.core.ids import code_version, run_signature
+from hpsweep.core.schema import Params, resolve_run
 
 
 def format_value(v: Any) -> str:

@@ -1,39 +1,37 @@
 """Typed, validated study parameters (params.toml).
 
-params.toml is the single source of truth for a study. This module turns it
-into pydantic models, rejects unknown keys (a typo must never be silently
-ignored) and reports every problem as one line naming the key, the bad value
-and what is allowed. Nothing here imports Snakemake.
+params.toml is the single source of truth for a study. This module assembles the
+section models of core.sections into Params, rejects unknown keys (a typo must never
+be silently ignored) and reports every problem as one line naming the key, the bad
+value and what is allowed. Nothing here imports Snakemake.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import tomli
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, model_validator
 
-DATASETS = ("mnist", "fashion-mnist", "tiny-imagenet", "csv")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-ACTIVATIONS = ("relu", "silu", "gelu", "tanh", "leaky_relu")
-SCHEDULERS = ("none", "step", "plateau", "onecycle", "cosine")
-AUGMENTATIONS = ("none", "shift", "shift_rotate", "crop_flip")
-SAMPLERS = ("tpe", "random", "gp", "cmaes", "nsga2")
-PRUNERS = ("median", "successive_halving", "hyperband", "wilcoxon", "none")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from hpsweep.core.sections import (
+    CNNConfig,
+    DataConfig,
+    FinalConfig,
+    GridConfig,
+    MLPConfig,
+    ModelConfig,
+    OptunaConfig,
+    ReportConfig,
+    StudyConfig,
+    SweepConfig,
+    TrackingConfig,
+    TrainConfig,
+    _Strict,
+)
 
 
 class ParamsError(ValueError):
@@ -43,241 +41,6 @@ class ParamsError(ValueError):
         self.problems = problems
         self.source = source
         super().__init__("\n".join(f"{source}: {p}" for p in problems))
-
-
-class _Strict(BaseModel):
-    # extra="forbid": unknown keys are errors, so `learnig_rate` cannot slip through.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class StudyConfig(_Strict):
-    name: str = Field("study", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
-    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
-    results_dir: str = "results"
-    reports_dir: str = "reports"
-    data_dir: str = "data"
-
-    @field_validator("seeds")
-    @classmethod
-    def _unique_seeds(cls, v: list[int]) -> list[int]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"seeds must be distinct, got {v}")
-        return v
-
-
-class DataConfig(_Strict):
-    dataset: Literal[DATASETS] = "fashion-mnist"  # type: ignore[valid-type]
-    # Local mirror directories tried first, in order, then `urls`.
-    mirrors: list[str] = Field(default_factory=lambda: ["/usr/share/datasets/fashion-mnist"])
-    # Base URLs tried after the mirrors; empty means the dataset's official URLs.
-    urls: list[str] = Field(default_factory=list)
-    csv_path: str = ""
-    val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
-    split_seed: int = Field(0, ge=0)
-    # Stratified subset of the training split (0 = all); for CPU users.
-    train_subset: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _csv_needs_path(self) -> DataConfig:
-        if self.dataset == "csv" and not self.csv_path:
-            raise ValueError("dataset 'csv' needs data.csv_path (a label,pixel0..pixelN file)")
-        return self
-
-
-class MLPConfig(_Strict):
-    arch: Literal["mlp"] = "mlp"
-    depth: int = Field(2, ge=1, le=16)
-    # One width for every hidden layer, or one width per layer (len == depth).
-    width: int | list[Annotated[int, Field(ge=1)]] = 512
-    activation: Literal[ACTIVATIONS] = "silu"  # type: ignore[valid-type]
-    batch_norm: bool = True
-    dropout: float = Field(0.1, ge=0.0, lt=1.0)
-
-    @field_validator("width")
-    @classmethod
-    def _positive_width(cls, v):
-        if isinstance(v, int) and v < 1:
-            raise ValueError(f"width must be >= 1, got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _width_matches_depth(self) -> MLPConfig:
-        if isinstance(self.width, list) and len(self.width) != self.depth:
-            raise ValueError(
-                f"width list {self.width} has {len(self.width)} entries but depth is {self.depth}"
-            )
-        return self
-
-    def widths(self) -> list[int]:
-        return list(self.width) if isinstance(self.width, list) else [self.width] * self.depth
-
-
-class CNNConfig(_Strict):
-    arch: Literal["cnn"] = "cnn"
-    # Output channels of each conv block; the number of blocks is len(channels).
-    channels: list[Annotated[int, Field(ge=1)]] = Field(
-        default_factory=lambda: [32, 64], min_length=1, max_length=8
-    )
-    convs_per_block: int = Field(1, ge=1, le=4)
-    kernel_size: int = Field(3, ge=1, le=11)
-    pool: Literal["max", "avg", "none"] = "max"
-    batch_norm: bool = True
-    residual: bool = False
-    head: Literal["flatten", "gap"] = "flatten"
-    fc: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [128])
-    activation: Literal[ACTIVATIONS] = "silu"  # type: ignore[valid-type]
-    dropout: float = Field(0.25, ge=0.0, lt=1.0)
-
-    @field_validator("kernel_size")
-    @classmethod
-    def _odd_kernel(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"kernel_size must be odd (keeps 'same' padding), got {v}")
-        return v
-
-
-ModelConfig = Annotated[MLPConfig | CNNConfig, Field(discriminator="arch")]
-
-
-class TrainConfig(_Strict):
-    epochs: int = Field(10, ge=1, le=1000)
-    batch_size: int = Field(256, ge=1, le=65536)
-    optimizer: Literal[OPTIMIZERS] = "adamw"  # type: ignore[valid-type]
-    lr: float = Field(3e-3, gt=0.0, le=10.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    weight_decay: float = Field(5e-4, ge=0.0, le=1.0)
-    scheduler: Literal[SCHEDULERS] = "onecycle"  # type: ignore[valid-type]
-    step_size: int = Field(5, ge=1)
-    gamma: float = Field(0.5, gt=0.0, le=1.0)
-    plateau_patience: int = Field(2, ge=0)
-    plateau_factor: float = Field(0.5, gt=0.0, lt=1.0)
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
-    grad_clip: float = Field(0.0, ge=0.0)
-    early_stopping_patience: int = Field(0, ge=0)
-    augment: Literal[AUGMENTATIONS] = "none"  # type: ignore[valid-type]
-    bf16: Literal["auto", "on", "off"] = "auto"
-    eval_batch_size: int = Field(4096, ge=1)
-    log_every_steps: int = Field(50, ge=1)
-
-    @model_validator(mode="after")
-    def _nesterov_needs_momentum(self) -> TrainConfig:
-        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0.0):
-            raise ValueError("nesterov = true needs optimizer 'sgd' with momentum > 0")
-        return self
-
-
-class SweepConfig(_Strict):
-    """One-parameter sweep around the baseline: `param` takes each of `values`."""
-
-    param: str
-    values: list[Any] = Field(min_length=1)
-
-    @field_validator("values")
-    @classmethod
-    def _distinct(cls, v: list[Any]) -> list[Any]:
-        keys = [json.dumps(x, sort_keys=True) for x in v]
-        dup = sorted({k for k in keys if keys.count(k) > 1})
-        if dup:
-            raise ValueError(f"duplicated values {', '.join(dup)}; list each value once")
-        return v
-
-
-class GridConfig(_Strict):
-    """2-D grid: every (x, y) pair of values, drawn as a heatmap."""
-
-    x: SweepConfig
-    y: SweepConfig
-
-    @model_validator(mode="after")
-    def _two_params(self) -> GridConfig:
-        if self.x.param == self.y.param:
-            raise ValueError(f"grid x and y both sweep {self.x.param!r}; pick two parameters")
-        return self
-
-
-class SpaceParam(_Strict):
-    """One Optuna search dimension."""
-
-    type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: list[Any] | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> SpaceParam:
-        if self.type == "categorical":
-            if not self.choices:
-                raise ValueError("categorical dimension needs a non-empty 'choices' list")
-        else:
-            if self.low is None or self.high is None:
-                raise ValueError(f"{self.type} dimension needs 'low' and 'high'")
-            if self.low >= self.high:
-                raise ValueError(f"low ({self.low}) must be < high ({self.high})")
-            if self.log and self.low <= 0:
-                raise ValueError(f"log scale needs low > 0, got {self.low}")
-        return self
-
-
-def describe_space(space: dict[str, SpaceParam]) -> dict[str, Any]:
-    """The space as plain data (model.arch first, then params order): what names an
-    Optuna study (core.layout.OptunaLayout.key) and what the study records."""
-    keys = sorted(space, key=lambda k: k != "model.arch")
-    return {k: space[k].model_dump(exclude_none=True) for k in keys}
-
-
-class OptunaConfig(_Strict):
-    enabled: bool = True
-    n_trials: int = Field(20, ge=1)
-    n_workers: int = Field(2, ge=1, le=64)
-    sampler: Literal[SAMPLERS] = "tpe"  # type: ignore[valid-type]
-    pruner: Literal[PRUNERS] = "median"  # type: ignore[valid-type]
-    # Empty: SQLite under results/optuna/. Otherwise any Optuna storage URL;
-    # put credentials in environment variables (${PGPASSWORD}), never here.
-    storage: str = ""
-    seed: int = Field(0, ge=0)
-    epochs: int = Field(0, ge=0)  # 0 = train.epochs
-    cv_folds: int = Field(0, ge=0, le=20)
-    warm_start: bool = True
-    space: dict[str, SpaceParam] = Field(default_factory=dict)
-
-    @field_validator("cv_folds")
-    @classmethod
-    def _folds(cls, v: int) -> int:
-        if v == 1:
-            raise ValueError("cv_folds must be 0 (off) or >= 2")
-        return v
-
-
-class FinalConfig(_Strict):
-    enabled: bool = True
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: [0, 1, 2], min_length=1)
-    epochs: int = Field(0, ge=0)  # 0 = the tuned config's epochs
-    # Train on train + validation (more data for the shipped model); then the last
-    # epoch is kept and validation accuracy is not reported (it is no holdout).
-    train_on_val: bool = False
-
-
-class ReportConfig(_Strict):
-    title: str = "Hyperparameter study"
-    top_k: int = Field(5, ge=1, le=100)
-    # Published results the report compares against: label -> accuracy (0..1).
-    baselines: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
-
-
-class TrackingConfig(_Strict):
-    # Log every finished run (and the final seeds) to MLflow after training, from one
-    # job (needs `pip install mlflow-skinny`; training itself never imports it).
-    mlflow: bool = False
-    # Tracking URI; "" = sqlite:///<results_dir>/mlflow/mlflow.db. Any MLflow URI works
-    # (http://server:5000, databricks, ...).
-    mlflow_uri: str = ""
-    # MLflow experiment name; "" = study.name.
-    mlflow_experiment: str = ""
 
 
 class Params(_Strict):
@@ -400,12 +163,6 @@ def resolve_run(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, An
     cfg["model"] = model.model_dump()
     cfg["train"] = train.model_dump()
     return cfg
-
-
-def run_signature(run_cfg: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
-    """Stable hash of everything that determines a run's result."""
-    blob = json.dumps({"run": run_cfg, "extra": extra or {}}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _unknown_key_hint(raw_loc: tuple, base: type[BaseModel] = None) -> str:

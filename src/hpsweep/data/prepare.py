@@ -118,20 +118,7 @@ def prepare(data_cfg, raw_dir: Path, out_path: Path, progress: bool = True) -> d
         raw = _read_tiny(spec, src, record, progress)
     else:
         raw = _read_csv(spec, src, record, progress, data_cfg)
-
-    train, val = stratified_split(raw.y_pool, data_cfg.val_fraction, [data_cfg.split_seed, _VAL])
-    if len(train) == 0 or len(val) == 0:
-        # Checked before anything is written: an empty split would replace good prepared
-        # data with a file every run fails on (or, empty val, scores as NaN).
-        n = len(raw.y_pool)
-        raise DataError(
-            f"data.val_fraction = {data_cfg.val_fraction} leaves {len(train)} training and"
-            f" {len(val)} validation samples of {n}; use a fraction in"
-            f" {0.5 / n:.2g}..{1 - 0.5 / n:.6g} (0.1 is usual)"
-        )
-    if data_cfg.train_subset:
-        train = train[stratified_subset(raw.y_pool[train], data_cfg.train_subset,
-                                        [data_cfg.split_seed, _SUBSET])]
+    train, val = _train_val(raw, data_cfg)
     parts = {
         "train": (raw.x_pool[train], raw.y_pool[train]),
         "val": (raw.x_pool[val], raw.y_pool[val]),
@@ -145,21 +132,47 @@ def prepare(data_cfg, raw_dir: Path, out_path: Path, progress: bool = True) -> d
         checksum = save_prepared(out_path, tensors, raw.classes, spec.name)
     except ValueError as e:  # save_prepared's own validation: a bug or a bad raw file
         raise DataError(f"{out_path}: not written, prepared data is invalid ({e})") from None
+    manifest = _manifest(spec, raw, data_cfg, parts, list(tensors["x_train"].shape[1:]),
+                         Path(out_path).name, checksum)
+    write_json(manifest_path(out_path), manifest)
+    return manifest
 
+
+def _train_val(raw: _Raw, data_cfg) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the pool's training and validation samples (stratified; the training
+    part subsampled to data.train_subset)."""
+    train, val = stratified_split(raw.y_pool, data_cfg.val_fraction, [data_cfg.split_seed, _VAL])
+    if len(train) == 0 or len(val) == 0:
+        # Checked before anything is written: an empty split would replace good prepared
+        # data with a file every run fails on (or, empty val, scores as NaN).
+        n = len(raw.y_pool)
+        raise DataError(
+            f"data.val_fraction = {data_cfg.val_fraction} leaves {len(train)} training and"
+            f" {len(val)} validation samples of {n}; use a fraction in"
+            f" {0.5 / n:.2g}..{1 - 0.5 / n:.6g} (0.1 is usual)"
+        )
+    if data_cfg.train_subset:
+        train = train[stratified_subset(raw.y_pool[train], data_cfg.train_subset,
+                                        [data_cfg.split_seed, _SUBSET])]
+    return train, val
+
+
+def _manifest(spec, raw: _Raw, data_cfg, parts: dict, input_shape: list[int],
+              prepared_name: str, checksum: str) -> dict:
     k = len(raw.classes)
     # Where the raw files came from: the mirror directory or base URL they share.
     sources = sorted({
         str(v.get("source", "unknown")).removesuffix("/" + name)
         for name, v in raw.files.items()
     })
-    manifest = {
+    return {
         "dataset": spec.name,
         "format": spec.kind,
         "source": sources[0] if len(sources) == 1 else sources,
         "files": raw.files,
         "classes": raw.classes,
         "num_classes": k,
-        "input_shape": list(tensors["x_train"].shape[1:]),
+        "input_shape": input_shape,
         "counts": {s: int(len(parts[s][1])) for s in SPLITS},
         "class_counts": {s: np.bincount(parts[s][1], minlength=k).tolist() for s in SPLITS},
         "split": {
@@ -169,9 +182,7 @@ def prepare(data_cfg, raw_dir: Path, out_path: Path, progress: bool = True) -> d
             "train_subset": data_cfg.train_subset,
             "test_from": raw.test_from,
         },
-        "prepared_file": Path(out_path).name,
+        "prepared_file": prepared_name,
         "checksum": checksum,
         **raw.extra,
     }
-    write_json(manifest_path(out_path), manifest)
-    return manifest

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +12,16 @@ import torch
 
 from hpsweep.core.atomic import atomic_path, write_text
 from hpsweep.core.ids import code_version
-from hpsweep.core.layout import model_card_path, model_path, program_path, seed_dir
+from hpsweep.core.layout import seed_dir
 from hpsweep.core.study import Study
 
 MODEL_FORMAT = 1
 
 
 def export_model(study: Study, row: dict[str, Any], config: dict[str, Any],
-                  summary: dict[str, Any]) -> None:
+                  summary: dict[str, Any], out: Mapping[str, Path]) -> None:
+    """model.pt, model.pt2 and model_card.json to ``out["model"|"program"|"card"]``, from
+    the seed ``row`` of the final retrain."""
     ckpt_path = seed_dir(study, row["seed"]) / "best.pt"
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     blob = {"format": MODEL_FORMAT, "state_dict": ckpt["model"], "config": config,
@@ -26,10 +29,10 @@ def export_model(study: Study, row: dict[str, Any], config: dict[str, Any],
             "classes": ckpt.get("classes"), "mean": ckpt.get("mean"), "std": ckpt.get("std"),
             "seed": row["seed"], "val_acc": row["best_val_acc"], "test_acc": row["test_acc"],
             "test_acc_mean": summary["test_acc_mean"], "code_version": code_version()}
-    with atomic_path(model_path(study)) as tmp:
+    with atomic_path(out["model"]) as tmp:
         torch.save(blob, tmp)
-    model, _ = load_exported(model_path(study))
-    _export_program(model, blob, program_path(study))
+    model, _ = load_exported(out["model"])
+    _export_program(model, blob, out["program"])
     metrics = json.loads((seed_dir(study, row["seed"]) / "metrics.json").read_text())
     prov = metrics.get("provenance", {})
     card = {
@@ -51,9 +54,9 @@ def export_model(study: Study, row: dict[str, Any], config: dict[str, Any],
         else row["best_val_acc"],
         "chosen_by": summary["best"].get("source"), "config": config,
         "code_version": code_version(), "torch": prov.get("torch"),
-        "files": {"state_dict": model_path(study).name, "program": program_path(study).name},
+        "files": {"state_dict": out["model"].name, "program": out["program"].name},
     }
-    write_text(model_card_path(study), json.dumps(card, indent=2, default=str))
+    write_text(out["card"], json.dumps(card, indent=2, default=str))
 
 
 def _export_program(model: torch.nn.Module, blob: dict[str, Any], path: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 from hpsweep.core.atomic import write_text
 from hpsweep.core.dotted import flatten
 from hpsweep.core.ids import code_version
-from hpsweep.core.layout import config_path, seed_dir, summary_path
+from hpsweep.core.layout import final_outputs, seed_dir
 from hpsweep.core.params_deps import made_from
 from hpsweep.core.stats import mean_ci
 from hpsweep.core.study import Study
@@ -76,14 +77,12 @@ def with_val_in_train(data):
                        y_train=torch.cat([data.y_train, data.y_val]))
 
 
-def write_final_summary(study: Study) -> dict[str, Any]:
-    """summary.json (also DVC metrics), model.pt and config.json from the seeds' runs."""
-    best = best_choice(study)
-    seeds = list(study.params.final.seeds)
+def _seed_rows(study: Study, best: dict[str, Any]) -> tuple[list[dict[str, Any]], dict]:
+    """One row per final seed from its metrics.json, checked to be the current best
+    configuration with a test accuracy: (rows, the retrained run config)."""
     on_val = study.params.final.train_on_val
-    per_seed = []
-    config = None
-    for seed in seeds:
+    rows, config = [], {}
+    for seed in study.params.final.seeds:
         spec = final_spec(study, seed, best)
         config = spec.config
         metrics = read_metrics(seed_dir(study, seed))
@@ -96,14 +95,26 @@ def write_final_summary(study: Study) -> dict[str, Any]:
         if metrics.get("test_acc") is None:
             raise RuntimeError(f"{seed_dir(study, seed)}: no test accuracy "
                                f"(status {metrics.get('status')})")
-        per_seed.append({"seed": seed, "run_id": spec.run_id, "status": metrics["status"],
-                         "test_acc": metrics["test_acc"], "test_loss": metrics.get("test_loss"),
-                         # trained on with train_on_val: no holdout accuracy then
-                         "best_val_acc": None if on_val else metrics.get("best_val_acc"),
-                         "best_epoch": metrics.get("best_epoch"),
-                         "epochs_run": metrics.get("epochs_run"),
-                         "total_time_s": metrics.get("total_time_s"),
-                         "n_params": metrics.get("n_params")})
+        rows.append({"seed": seed, "run_id": spec.run_id, "status": metrics["status"],
+                     "test_acc": metrics["test_acc"], "test_loss": metrics.get("test_loss"),
+                     # trained on with train_on_val: no holdout accuracy then
+                     "best_val_acc": None if on_val else metrics.get("best_val_acc"),
+                     "best_epoch": metrics.get("best_epoch"),
+                     "epochs_run": metrics.get("epochs_run"),
+                     "total_time_s": metrics.get("total_time_s"),
+                     "n_params": metrics.get("n_params")})
+    return rows, config
+
+
+def write_final_summary(study: Study, out: Mapping[str, str | Path] | None = None
+                        ) -> dict[str, Any]:
+    """summary.json (also DVC metrics), model.pt, model.pt2, model_card.json and
+    config.json from the seeds' runs. ``out``: those files by key (the rule's named
+    outputs; default the layout's final_outputs)."""
+    out = {k: Path(v) for k, v in (out or final_outputs(study)).items()}
+    best = best_choice(study)
+    on_val = study.params.final.train_on_val
+    per_seed, config = _seed_rows(study, best)
     test = mean_ci([r["test_acc"] for r in per_seed]).as_json()
     if test["mean"] is None:
         raise RuntimeError(f"no finite test accuracy in {[r['test_acc'] for r in per_seed]}")
@@ -131,9 +142,9 @@ def write_final_summary(study: Study) -> dict[str, Any]:
         "config": flatten({"model": config["model"], "train": config["train"]}),
         "run_config": config,
     }
-    export_model(study, export, config, summary)
-    write_text(config_path(study), json.dumps(config, indent=2, sort_keys=True))
-    write_text(summary_path(study), json.dumps(summary, indent=2, default=str))
+    export_model(study, export, config, summary, out)
+    write_text(out["config"], json.dumps(config, indent=2, sort_keys=True))
+    write_text(out["summary"], json.dumps(summary, indent=2, default=str))
     log.info("final: test acc %.4f ± %s over %d seeds", test["mean"],
              f"{test['half']:.4f}" if test["half"] is not None else "n/a", len(per_seed))
     return summary

@@ -43,6 +43,12 @@ def job_log(path: str | Path):
             root.removeHandler(handler)
 
 
+def named_outputs(smk) -> dict[str, Path]:
+    """A Snakemake job's named outputs, {key: path}: what the library writes, where the
+    rule says."""
+    return {key: Path(p) for key, p in smk.output.items()}
+
+
 def study_of(smk) -> Study:
     """The Study a Snakemake job belongs to (same params file as the Snakefile)."""
     return Study.load(smk.config.get("params", "params.toml"))

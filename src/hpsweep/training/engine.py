@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from hpsweep.core.ids import code_version, same_code
 from hpsweep.core.runstatus import RunStatus
-from hpsweep.core.schema import TrainConfig
+from hpsweep.core.sections import TrainConfig
 from hpsweep.data.prepared import PreparedData
 from hpsweep.training.augment import get_augment
 from hpsweep.training.checkpoint import (
@@ -315,6 +315,38 @@ class _Run:
         }
 
 
+def _epochs(run: _Run, state, best_model, tb: TBLog, on_epoch, progress: bool,
+            max_epochs: int | None, elapsed: Callable[[], float]):
+    """The epoch loop: train, keep the best, record, check stops, save last.pt, until the
+    run stops or ``max_epochs`` epochs ran in this call: (best model, diverged_at)."""
+    diverged_at: dict[str, int] | None = None
+    bar = tqdm(total=run.t.epochs, initial=state.epoch, disable=not progress, unit="epoch",
+               desc=run.out_dir.name, leave=False, dynamic_ncols=True)
+    try:
+        for _ in itertools.count() if max_epochs is None else range(max_epochs):
+            if not (state.status == RunStatus.RUNNING and state.epoch < run.t.epochs):
+                break
+            ep = run.train_epoch(state, tb)
+            if ep is None:
+                state.status = RunStatus.DIVERGED
+                diverged_at = {"epoch": state.epoch + 1, "step": state.global_step}
+                log.warning("%s: loss is not finite or > %.0f in epoch %d (step %d); stopping: "
+                            "diverged", run.out_dir, run.limit, state.epoch + 1,
+                            state.global_step)
+                break
+            best_model = run.keep_best(state, ep, best_model)
+            row = run.record(state, ep, tb)
+            bar.update(1)
+            bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", loss=f"{row['train_loss']:.4f}")
+            run.check_stop(state, ep.number, on_epoch, ep.val_acc)
+            tb.flush()  # events up to this epoch are on disk before last.pt says so
+            state.elapsed_s = elapsed()
+            run.save_last(state, best_model)
+    finally:
+        bar.close()
+    return best_model, diverged_at
+
+
 def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, seed: int,
               evaluate_test: bool = False, threads: int | None = None,
               on_epoch: Callable[[int, float], None] | None = None, progress: bool = True,
@@ -350,35 +382,13 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
              run.mcfg.get("arch"), run.n_params, run.device, run.bf16, torch.get_num_threads(),
              run.steps, run.bs)
     tb = TBLog(run.out_dir / "tb")
-    diverged_at: dict[str, int] | None = None
-    bar = tqdm(total=run.t.epochs, initial=state.epoch, disable=not progress, unit="epoch",
-               desc=run.out_dir.name, leave=False, dynamic_ncols=True)
     try:
-        for _ in itertools.count() if max_epochs_this_call is None else range(
-                max_epochs_this_call):
-            if not (state.status == RunStatus.RUNNING and state.epoch < run.t.epochs):
-                break
-            ep = run.train_epoch(state, tb)
-            if ep is None:
-                state.status = RunStatus.DIVERGED
-                diverged_at = {"epoch": state.epoch + 1, "step": state.global_step}
-                log.warning("%s: loss is not finite or > %.0f in epoch %d (step %d); stopping: "
-                            "diverged", run.out_dir, run.limit, state.epoch + 1,
-                            state.global_step)
-                break
-            best_model = run.keep_best(state, ep, best_model)
-            row = run.record(state, ep, tb)
-            bar.update(1)
-            bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", loss=f"{row['train_loss']:.4f}")
-            run.check_stop(state, ep.number, on_epoch, ep.val_acc)
-            tb.flush()  # events up to this epoch are on disk before last.pt says so
-            state.elapsed_s = elapsed_before + time.perf_counter() - t0
-            run.save_last(state, best_model)
+        best_model, diverged_at = _epochs(run, state, best_model, tb, on_epoch, progress,
+                                          max_epochs_this_call,
+                                          lambda: elapsed_before + time.perf_counter() - t0)
     except BaseException:
         tb.close()
         raise
-    finally:
-        bar.close()
     if state.status == RunStatus.RUNNING and state.epoch < run.t.epochs:  # stopped early
         tb.close()
         return {"status": RunStatus.INCOMPLETE, "epochs_run": state.epoch, "seed": run.seed}

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hpsweep.core.runstatus import RunStatus
-from hpsweep.core.schema import TrainConfig
+from hpsweep.core.sections import TrainConfig
 from hpsweep.training.device import DeviceData, autocast
 from hpsweep.training.schedule import Schedule
 from hpsweep.training.writer import TBLog

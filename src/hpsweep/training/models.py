@@ -1,4 +1,4 @@
-"""MLP and CNN builders from a validated model config dict (see core.schema.MLPConfig/CNNConfig).
+"""MLP and CNN builders from a validated model config dict (see core.sections.MLPConfig/CNNConfig).
 
 Every architecture in the write-ups hpsweep started from is one config:
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hpsweep.core.schema import TrainConfig
+from hpsweep.core.sections import TrainConfig
 
 
 def build_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import optuna
@@ -17,7 +17,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpsweep.core.atomic import atomic_path
 from hpsweep.core.layout import optuna_figure_names as figure_names
-from hpsweep.core.layout import optuna_figure_path as figure_path
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +71,10 @@ def _save(fig, path: Path) -> None:
     _pyplot().close(fig)
 
 
-def write_figures(ostudy: optuna.Study, figures_dir: str | Path,
+def write_figures(ostudy: optuna.Study, paths: Mapping[str, str | Path],
                   multi_objective: bool = False) -> dict[str, str]:
-    """Write every figure of ``figure_names``; returns name -> "ok" or the reason it is a
-    placeholder."""
+    """Write every figure of ``figure_names`` to ``paths[name]``; returns name -> "ok" or
+    the reason it is a placeholder."""
     import numpy as np
 
     plt = _pyplot()
@@ -97,7 +96,7 @@ def write_figures(ostudy: optuna.Study, figures_dir: str | Path,
     n_done = len(ostudy.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     result = {}
     for name in figure_names(multi_objective):
-        path = figure_path(figures_dir, name)
+        path = Path(paths[name])
         why = ""
         if n_done < 2 and name not in ("history", "intermediate", "pareto"):
             why = f"needs >= 2 completed trials, the study has {n_done}"

@@ -44,10 +44,17 @@ class Objective:
         self.last_number: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        from hpsweep.training.engine import Pruned
-
-        tuner, params = self.tuner, self.tuner.params
         self.last_number, self.last_surplus, self.last_invalid = trial.number, False, False
+        spec, run_dir = self._start(trial)
+        value, metrics = self._train_folds(trial, spec, run_dir)
+        trial.set_user_attr("val_acc", value)
+        if self.tuner.multi_objective:
+            return value, float(metrics.get("n_params") or 0)
+        return value
+
+    def _start(self, trial: optuna.Trial):
+        """Admit the trial, sample its run config, write its config.json: (spec, run_dir)."""
+        tuner, params = self.tuner, self.tuner.params
         # First, so every trial this worker asked for says so, surplus and invalid ones too.
         trial.set_user_attr("worker", self.worker)
         if not admitted(trial.study, trial.number, params.optuna.n_trials):
@@ -74,12 +81,19 @@ class Objective:
             "optuna_study": tuner.name, "trial": trial.number, "overrides": overrides,
             "run_id": spec.run_id, "signature": spec.signature, "seed": spec.seed,
             "code_version": code_version(), **spec.config}, indent=2, sort_keys=True))
+        return spec, run_dir
 
+    def _train_folds(self, trial: optuna.Trial, spec, run_dir: Path
+                     ) -> tuple[float, dict[str, Any]]:
+        """Train the trial (once, or once per CV fold), reporting to the pruner: (mean
+        validation accuracy, the last fold's metrics)."""
+        from hpsweep.training.engine import Pruned
+
+        params = self.tuner.params
         k = params.optuna.cv_folds
         epochs = spec.config["train"]["epochs"]
         wilcoxon = params.optuna.pruner == "wilcoxon"
-        report = not tuner.multi_objective
-
+        report = not self.tuner.multi_objective
         accs: list[float] = []
         metrics: dict[str, Any] = {}
         for fold in range(max(1, k)):
@@ -110,8 +124,4 @@ class Objective:
                     # Optuna's advice for this pruner: return the estimate so far
                     trial.set_user_attr("pruned_after_fold", fold)
                     break
-        value = sum(accs) / len(accs)
-        trial.set_user_attr("val_acc", value)
-        if tuner.multi_objective:
-            return value, float(metrics.get("n_params") or 0)
-        return value
+        return sum(accs) / len(accs), metrics

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hpsweep.core.atomic import atomic_path, write_text
-from hpsweep.core.layout import OBJECTIVES
+from hpsweep.core.layout import OBJECTIVES, optuna_figure_names
 from hpsweep.core.params_deps import made_from
 from hpsweep.core.plan import make_run
 from hpsweep.core.study import Study
@@ -82,20 +84,24 @@ def best_record(tuner: Tuner, ostudy: optuna.Study) -> dict[str, Any]:
     }
 
 
-def collect(study: Study) -> dict[str, Any]:
-    """Write trials.csv, best_params.json and the figures; returns the best record."""
+def collect(study: Study, out: Mapping[str, str | Path] | None = None) -> dict[str, Any]:
+    """Write trials.csv, best_params.json and the figures; returns the best record.
+
+    ``out``: the files by key (the rule's named outputs; default the layout's)."""
     tuner = Tuner(study)
+    out = {k: Path(v) for k, v in (out or tuner.collect_output_map()).items()}
     ostudy = tuner.load()
     table = trials_table(tuner, ostudy)
     # the params these trials were made from (hpsweep.core.params_deps): checkable later
     digest = made_from(study.params, "optuna_collect")
     table["made_from"] = digest
-    with atomic_path(tuner.trials_csv) as tmp:
+    with atomic_path(out["trials"]) as tmp:
         table.to_csv(tmp, index=False)
     best = best_record(tuner, ostudy)
     best["made_from"] = digest
-    write_text(tuner.best_params_path, json.dumps(best, indent=2, default=str))
-    best["figures"] = write_figures(ostudy, tuner.figures_dir, tuner.multi_objective)
+    write_text(out["best"], json.dumps(best, indent=2, default=str))
+    figures = {n: out[f"optuna_{n}"] for n in optuna_figure_names(tuner.multi_objective)}
+    best["figures"] = write_figures(ostudy, figures, tuner.multi_objective)
     log.info("best trial %d: val acc %.4f, %s", best["trial_number"], best["value"],
              best["overrides"])
     return best

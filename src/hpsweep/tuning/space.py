@@ -18,14 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hpsweep.core.schema import (
-    CNNConfig,
-    MLPConfig,
-    Params,
-    ParamsError,
-    SpaceParam,
-    describe_space,
-)
+from hpsweep.core.schema import Params, ParamsError
+from hpsweep.core.sections import CNNConfig, MLPConfig, SpaceParam, describe_space
 
 if TYPE_CHECKING:  # optuna is imported where distributions are built: the Snakefile
     # needs describe() (the study key) and should not pay for importing optuna

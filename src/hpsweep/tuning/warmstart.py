@@ -22,9 +22,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from hpsweep.core.ids import run_signature
 from hpsweep.core.plan import make_run
 from hpsweep.core.runstatus import USABLE
-from hpsweep.core.schema import run_signature
 from hpsweep.core.study import Study
 from hpsweep.training.runstore import inspect, read_metrics
 from hpsweep.tuning.space import SearchSpace, trial_overrides

@@ -9,6 +9,7 @@ import logging
 import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 MAX_INVALID_IN_A_ROW = 20
 
 
-def setup_study(study: Study) -> dict[str, Any]:
-    """Create (or load) the study and add the completed sweep runs once; writes setup.json."""
+def setup_study(study: Study, marker: str | Path | None = None) -> dict[str, Any]:
+    """Create (or load) the study and add the completed sweep runs once; writes the setup
+    marker (``marker``: the rule's output; default the layout's setup.json)."""
     tuner = Tuner(study)
     tuner.validate()
     ostudy = tuner.open()
@@ -48,7 +50,7 @@ def setup_study(study: Study) -> dict[str, Any]:
         warm = add_warm_start(ostudy, study, tuner.space, tuner.multi_objective)
     info = {"optuna_study": tuner.name, "storage": tuner.masked_url, "warm_start": warm,
             "counts": trial_counts(ostudy)}
-    write_text(tuner.setup_marker, json.dumps(info, indent=2))
+    write_text(marker or tuner.setup_marker, json.dumps(info, indent=2))
     return info
 
 
@@ -67,79 +69,105 @@ def _failed_elsewhere(ostudy: optuna.Study, number: int | None) -> bool:
     return trial.number == number and trial.state == TrialState.FAIL
 
 
-def run_worker(study: Study, worker_index: int, *, threads: int | None = None,
-               progress: bool = False, poll_s: float | None = None) -> dict[str, Any]:
-    """Run trials until the study has optuna.n_trials finished trained trials.
+class _Worker:
+    """One worker's loop, step by step: what to do next (stop, wait, train a trial) and
+    what one trial's outcome means for the loop."""
 
-    Returns (and writes to the worker's marker file) what this worker did.
-    """
-    tuner = Tuner(study)
-    tuner.validate()
-    n_trials = study.params.optuna.n_trials
-    storage = open_storage(tuner.url)
-    ostudy = tuner.open(storage=storage)
-    ostudy.sampler = tuner.sampler(_worker_seed(study.params.optuna.seed, worker_index,
-                                                len(ostudy.get_trials(deepcopy=False))))
-    heartbeat = has_heartbeat(storage)
-    if poll_s is None:
-        # waiting for others' trials: look again every half heartbeat (at most 5 s)
-        poll_s = min(5.0, max(0.2, storage.get_heartbeat_interval() / 2)) if heartbeat else 5.0
-    data = load_prepared(study.paths.prepared)
-    objective = Objective(tuner, data, worker_index, threads=threads, progress=progress)
-    log.info("worker %d: study %s on %s, %d trials to finish", worker_index, tuner.name,
-             tuner.masked_url, n_trials)
-    ran: list[int] = []
-    t0 = time.time()
-    waited = False
-    invalid_in_a_row = 0
-    while True:
-        if heartbeat:
+    def __init__(self, study: Study, index: int, threads: int | None, progress: bool,
+                 poll_s: float | None):
+        self.study, self.index = study, index
+        self.tuner = tuner = Tuner(study)
+        tuner.validate()
+        self.n_trials = study.params.optuna.n_trials
+        storage = open_storage(tuner.url)
+        self.ostudy = tuner.open(storage=storage)
+        self.ostudy.sampler = tuner.sampler(_worker_seed(
+            study.params.optuna.seed, index, len(self.ostudy.get_trials(deepcopy=False))))
+        self.heartbeat = has_heartbeat(storage)
+        if poll_s is None:
+            # waiting for others' trials: look again every half heartbeat (at most 5 s)
+            poll_s = (min(5.0, max(0.2, storage.get_heartbeat_interval() / 2))
+                      if self.heartbeat else 5.0)
+        self.poll_s = poll_s
+        self.objective = Objective(tuner, load_prepared(study.paths.prepared), index,
+                                   threads=threads, progress=progress)
+        self.ran: list[int] = []
+        self.waited = False
+        self.invalid_in_a_row = 0
+
+    def next_step(self) -> str:
+        """"stop", "wait" (the last trials run elsewhere) or "train"."""
+        if self.heartbeat:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(ostudy)
-        c = trial_counts(ostudy)
-        if c["finished"] >= n_trials:
-            break
-        if c["waiting"] == 0 and c["finished"] + c["running"] >= n_trials:
-            if not heartbeat:
+                optuna.storages.fail_stale_trials(self.ostudy)
+        c = trial_counts(self.ostudy)
+        if c["finished"] >= self.n_trials:
+            return "stop"
+        if c["waiting"] == 0 and c["finished"] + c["running"] >= self.n_trials:
+            if not self.heartbeat:
                 log.info("worker %d: the last trials run elsewhere; this storage has no "
-                         "heartbeat, so not waiting for them", worker_index)
-                break
-            if not waited:
+                         "heartbeat, so not waiting for them", self.index)
+                return "stop"
+            if not self.waited:
                 log.info("worker %d: waiting for %d running trial(s) (retried if their "
-                         "worker dies)", worker_index, c["running"])
-                waited = True
-            time.sleep(poll_s)
-            continue
-        waited = False
+                         "worker dies)", self.index, c["running"])
+                self.waited = True
+            return "wait"
+        self.waited = False
+        return "train"
+
+    def train_one(self) -> None:
+        objective = self.objective
         try:
-            ostudy.optimize(objective, n_trials=1, catch=(_Surplus, _Invalid),
-                            gc_after_trial=False)
+            self.ostudy.optimize(objective, n_trials=1, catch=(_Surplus, _Invalid),
+                                 gc_after_trial=False)
         except ValueError:
             # Optuna refuses to tell a trial that is already finished. It is FAIL when
             # this worker missed heartbeats (an overloaded machine) and another worker
             # failed its trial as stale and re-queued it; the retry counts, not this one.
-            if not _failed_elsewhere(ostudy, objective.last_number):
+            if not _failed_elsewhere(self.ostudy, objective.last_number):
                 raise
             log.warning("worker %d: trial %s was failed as stale while it trained here "
                         "(heartbeats missed) and re-queued; this result is dropped",
-                        worker_index, objective.last_number)
-            continue
+                        self.index, objective.last_number)
+            return
         if objective.last_surplus:
-            time.sleep(poll_s)
+            time.sleep(self.poll_s)
         elif objective.last_invalid:
-            invalid_in_a_row += 1
-            if invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
-                raise ParamsError([f"optuna.space: {invalid_in_a_row} sampled combinations in "
-                                   "a row were invalid run configs (see the FAIL trials' "
-                                   "'invalid' attr); narrow the space"],
-                                  str(study.params_path))
+            self.invalid_in_a_row += 1
+            if self.invalid_in_a_row >= MAX_INVALID_IN_A_ROW:
+                raise ParamsError([f"optuna.space: {self.invalid_in_a_row} sampled "
+                                   "combinations in a row were invalid run configs (see the "
+                                   "FAIL trials' 'invalid' attr); narrow the space"],
+                                  str(self.study.params_path))
         elif objective.last_number is not None:
-            invalid_in_a_row = 0
-            ran.append(objective.last_number)
+            self.invalid_in_a_row = 0
+            self.ran.append(objective.last_number)
+
+
+def run_worker(study: Study, worker_index: int, *, threads: int | None = None,
+               progress: bool = False, poll_s: float | None = None,
+               marker: str | Path | None = None) -> dict[str, Any]:
+    """Run trials until the study has optuna.n_trials finished trained trials.
+
+    Returns (and writes to ``marker``, the rule's output; default the layout's worker
+    marker) what this worker did.
+    """
+    w = _Worker(study, worker_index, threads, progress, poll_s)
+    tuner = w.tuner
+    log.info("worker %d: study %s on %s, %d trials to finish", worker_index, tuner.name,
+             tuner.masked_url, w.n_trials)
+    t0 = time.time()
+    while (step := w.next_step()) != "stop":
+        if step == "wait":
+            time.sleep(w.poll_s)
+        else:
+            w.train_one()
     info = {"worker": worker_index, "optuna_study": tuner.name, "storage": tuner.masked_url,
-            "trials_run": ran, "counts": trial_counts(ostudy),
-            "n_trials": n_trials, "wall_s": round(time.time() - t0, 2), "pid": os.getpid()}
-    write_text(tuner.worker_marker(worker_index), json.dumps(info, indent=2))
-    log.info("worker %d: done, ran trials %s; study counts %s", worker_index, ran, info["counts"])
+            "trials_run": w.ran, "counts": trial_counts(w.ostudy),
+            "n_trials": w.n_trials, "wall_s": round(time.time() - t0, 2), "pid": os.getpid()}
+    write_text(marker or tuner.worker_marker(worker_index), json.dumps(info, indent=2))
+    log.info("worker %d: done, ran trials %s; study counts %s", worker_index, w.ran,
+             info["counts"])
     return info
