@@ -70,13 +70,18 @@ def toy_idx(tmp_path, monkeypatch) -> ToyIdx:
 @pytest.fixture(scope="session")
 def quick_study(tmp_path_factory) -> Path:
     """The shipped quick study (studies/quick.toml), finished once by the real snakemake
-    and shared by the end-to-end tests that only read it or dry-run it."""
+    and shared by the end-to-end tests that only read it or dry-run it.
+
+    Run as on a box with two GPUs (HPSWEEP_GPUS, `--resources gpu=2`): the training jobs
+    claim GPU slots (ops.gpu_slots) and still train on this machine's CPU."""
+    import os
     import shutil
 
     from studyfixtures import ROOT, snakemake
 
     tmp = tmp_path_factory.mktemp("quick-study")
     shutil.copy(ROOT / "studies/quick.toml", tmp / "params.toml")
-    res = snakemake(tmp)
+    env = {**os.environ, "HPSWEEP_GPUS": "0,1", "HPSWEEP_GPU_LOCKS": str(tmp / "gpu-locks")}
+    res = snakemake(tmp, "--resources", "gpu=2", env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return tmp

@@ -56,11 +56,12 @@ def shrunk_params(tmp: Path, *, subset: int = 600, epochs: int = 1, values: int 
     return path
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 600,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run the real snakemake on the project's Snakefile inside `workdir`."""
     cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
            "--config", f"params={workdir / 'params.toml'}", "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def copy_project(dest: Path) -> Path:

@@ -16,6 +16,7 @@ core/        the study itself
     metric_names.py  per-epoch metric keys and their TensorBoard tags
     stats.py         mean and Student-t interval over seeds, and its text
     dotted.py        nested configs as dotted keys
+    gpus.py          which GPUs the machine shows, without torch
     atomic.py        atomic file writes
 data/        the dataset stage (data/__init__.py lists its modules)
 training/    one run: engine, models, schedules, augmentation, checkpoints, writer;
@@ -26,7 +27,8 @@ analysis/    extract (TensorBoard -> tables), tables (summary CSVs), plots, repo
              (report_sweeps: its sweep-stage sections; markdown: its tables and
              number formats), tracking (MLflow export)
 ops/         status (`hpsweep status` collects), status_text (and prints), jobs (what
-             Snakemake jobs share), dvcyaml, estimate (`hpsweep plan --estimate`)
+             Snakemake jobs share), gpu_slots (a GPU of its own for each training
+             job), dvcyaml, estimate (`hpsweep plan --estimate`)
 bench/       throughput (`hpsweep bench`), hpo (`hpsweep bench-hpo`)
 cli.py       the `hpsweep` command
 """

@@ -40,6 +40,18 @@ def test_study_runs_end_to_end(study_dir):
     assert len(exported["logged"]) == len(study.plan.runs) + 2  # the runs + final seeds
 
 
+def test_every_training_job_trained_on_a_gpu_slot(study_dir):
+    """The fixture ran as on a two-GPU box: each job that trains claimed a slot first."""
+    logs = Study.load(study_dir / "params.toml", root=study_dir).paths.logs
+    jobs = [*logs.glob("train/*.log"), *logs.glob("optuna/worker_*.log"),
+            *logs.glob("final/seed_*.log")]
+    assert len(jobs) > 3
+    for log in jobs:
+        assert re.search(r"gpu slot: device [01] \(slot 0 of 1", log.read_text()), log
+    for log in [*logs.glob("extract/*.log"), logs / "report.log"]:
+        assert "gpu slot" not in log.read_text(), log  # jobs that do not train claim none
+
+
 def test_reports_folder_stands_alone(study_dir):
     """Every figure the report shows lies under reports/ (the Optuna ones are copies)."""
     study = Study.load(study_dir / "params.toml", root=study_dir)

@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from hpsweep.final.retrain import run_final_seed
-from hpsweep.ops.jobs import job_log, study_of, torch_threads
+from hpsweep.ops.jobs import torch_threads, training_job
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
-with job_log(smk.log[0]):
-    run_final_seed(study_of(smk), int(smk.wildcards.seed), threads=torch_threads(smk.threads),
+with training_job(smk) as study:
+    run_final_seed(study, int(smk.wildcards.seed), threads=torch_threads(smk.threads),
                    progress=False, out_dir=Path(smk.output.metrics).parent)

@@ -60,6 +60,8 @@ OPTUNA_STUDY = (*RUN_CONFIG, "study.seeds", "study.name", "optuna.space", "optun
 NO_EFFECT = {
     "data.mirrors": "where the files come from; their content is checksum-verified",
     "data.urls": "where the files come from; their content is checksum-verified",
+    "study.jobs_per_gpu": "how many training jobs share a GPU; the same run trains to the "
+                          "same numbers on any slot",
 }
 
 

@@ -32,6 +32,9 @@ class StudyConfig(_Strict):
     name: str = Field("study", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0], min_length=1)
     device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
+    # Training jobs that may share one GPU (ops.gpu_slots); scheduling only, no result
+    # depends on it. `--resources gpu` then counts GPUs x jobs_per_gpu.
+    jobs_per_gpu: int = Field(1, ge=1, le=64)
     results_dir: str = "results"
     reports_dir: str = "reports"
     data_dir: str = "data"

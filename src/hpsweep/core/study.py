@@ -6,28 +6,14 @@ params file first, so no job starts on an invalid study.
 
 from __future__ import annotations
 
-import os
-import platform
-import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from hpsweep.core.gpus import gpu_visible
 from hpsweep.core.layout import StudyPaths
 from hpsweep.core.plan import StudyPlan, expand
 from hpsweep.core.schema import Params, load_params
-
-
-def gpu_visible() -> bool:
-    """Whether this machine shows a GPU that "auto" would train on, without importing
-    torch (seconds, at every DAG build): an NVIDIA device node not hidden by
-    CUDA_VISIBLE_DEVICES, or Apple silicon (MPS). Only decides the jobs' gpu=1 claim;
-    the trainer itself asks torch (training.device.resolve_device)."""
-    if sys.platform == "darwin":
-        return platform.machine() == "arm64"
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
-        return False
-    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 @dataclass

@@ -43,6 +43,20 @@ def job_log(path: str | Path):
             root.removeHandler(handler)
 
 
+@contextlib.contextmanager
+def training_job(smk):
+    """A job that trains: its log file, its study, and where the study trains on a GPU, a
+    GPU slot of its own (ops.gpu_slots), claimed before anything starts CUDA."""
+    from hpsweep.ops.gpu_slots import gpu_slot
+
+    with job_log(smk.log[0]):
+        study = study_of(smk)
+        slot = gpu_slot(study.params.study.jobs_per_gpu) if study.uses_gpu \
+            else contextlib.nullcontext()
+        with slot:
+            yield study
+
+
 def named_outputs(smk) -> dict[str, Path]:
     """A Snakemake job's named outputs, {key: path}: what the library writes, where the
     rule says."""
