@@ -36,6 +36,11 @@ def test_study_runs_end_to_end(study_dir):
         assert (study.paths.reports_dir / name).is_file(), name
     final = json.loads((study.paths.results_dir / "final/summary.json").read_text())
     assert len(final["per_seed"]) == 2
+    # the baseline control, trained with the same seeds and epochs, paired by seed
+    assert [r["seed"] for r in final["control"]["per_seed"]] == [0, 1]
+    assert final["control"]["overrides"] == {"train.epochs": 1}
+    assert final["gain_vs_control"]["n"] == 2
+    assert "**Verdict:**" in (study.paths.reports_dir / "report.md").read_text()
     exported = json.loads((study.paths.results_dir / "mlflow/exported.json").read_text())
     assert len(exported["logged"]) == len(study.plan.runs) + 2  # the runs + final seeds
 

@@ -22,4 +22,8 @@ TRAIN_GPU = 1 if STUDY.uses_gpu else 0
 # Targets of `rule all`; [] for a stage its params switch off.
 OPTUNA_OUTPUTS = TUNER.collect_outputs() if STUDY.params.optuna.enabled else []
 FINAL_OUTPUTS = _layout.summary_outputs(STUDY) if STUDY.params.final.enabled else []
+# The baseline control's seeds, which final_summary pairs with the final seeds.
+CONTROL_METRICS = [
+    str(_layout.control_dir(STUDY, s) / "metrics.json") for s in STUDY.params.final.seeds
+] if STUDY.params.final.control else []
 TRACKING_OUTPUTS = [str(_layout.export_marker(STUDY))] if STUDY.params.tracking.mlflow else []

@@ -225,6 +225,11 @@ def seed_dir(study: Study, seed: int | str) -> Path:
     return final_dir(study) / f"seed_{seed}"
 
 
+def control_dir(study: Study, seed: int | str) -> Path:
+    """The baseline control trained with final seed ``seed`` (final.control)."""
+    return final_dir(study) / "control" / f"seed_{seed}"
+
+
 def summary_path(study: Study) -> Path:
     return final_dir(study) / "summary.json"
 

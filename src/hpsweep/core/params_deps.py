@@ -119,9 +119,14 @@ RULES: dict[str, RuleParams] = {r.rule: r for r in [
         RUN_CONFIG, "optuna.enabled", "final.epochs", "final.train_on_val", "study.name", _RES),
         ("final.seeds",), after=("optuna_collect", "summarize", "prepare_data"),
         reads="final.retrain.run_final_seed"),
+    RuleParams("control_run", "final", _keys(
+        RUN_CONFIG, "optuna.enabled", "final.epochs", "final.train_on_val", "study.name", _RES),
+        ("final.seeds", "final.control"), after=("optuna_collect", "summarize", "prepare_data"),
+        reads="final.retrain.run_control_seed"),
     RuleParams("final_summary", "final", _keys(
         RUN_CONFIG, "optuna.enabled", "final.seeds", "final.epochs", "final.train_on_val",
-        "study.name", _RES), after=("final_run",), reads="final.retrain.write_final_summary"),
+        "final.control", "study.name", _RES), after=("final_run", "control_run"),
+        reads="final.retrain.write_final_summary"),
     RuleParams("plots", "report", _keys(
         RUN_CONFIG, PLAN, "report.top_k", "report.baselines", _RES, _REP),
         after=("summary_tables", "summarize", "extract_run", "prepare_data"),
@@ -163,6 +168,8 @@ def rules_in_dag(params: Params) -> set[str]:
         off |= set(rules_of("optuna"))
     if not params.final.enabled:
         off |= set(rules_of("final"))
+    if not params.final.control:
+        off.add("control_run")
     if not params.tracking.mlflow:
         off |= set(rules_of("tracking"))
     return set(RULES) - off

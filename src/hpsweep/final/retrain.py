@@ -8,6 +8,8 @@
                                    normalisation inside; needs no hpsweep to run
     results/final/model_card.json  config, data checksum, test accuracy (mean ± CI), inputs
     results/final/config.json      the retrained run config
+    results/final/control/seed_<s>/  the baseline control (final.control): params.toml's
+                                   [model] and [train] with the same seeds and epochs
 
 The configuration comes from final.select. The test split is touched
 only here; the exported model is the seed with the best *validation* accuracy
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,9 @@ import torch
 from hpsweep.core.atomic import write_text
 from hpsweep.core.dotted import flatten
 from hpsweep.core.ids import code_version
-from hpsweep.core.layout import final_outputs, seed_dir
+from hpsweep.core.layout import control_dir, final_outputs, seed_dir
 from hpsweep.core.params_deps import made_from
+from hpsweep.core.plan import RunSpec, make_run
 from hpsweep.core.stats import mean_ci
 from hpsweep.core.study import Study
 from hpsweep.final.export import export_model
@@ -48,18 +51,44 @@ def run_final_seed(study: Study, seed: int, *, threads: int | None = None,
     A finished run of the same config in the directory is resumed from its last
     checkpoint (nothing to train, only the test evaluation); another config starts over.
     """
+    best = best_choice(study)
+    log.info("final seed %d: %s", seed, final_overrides(study, best))
+    return _retrain(study, final_spec(study, seed, best), best,
+                    Path(out_dir) if out_dir else seed_dir(study, seed), threads, progress)
+
+
+def control_overrides(study: Study, best: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The control: the baseline as the params set it, trained for as many epochs as the
+    final seeds (the same budget), so the difference is what the tuned values buy."""
+    final = final_spec(study, study.params.final.seeds[0], best)
+    return {"train.epochs": final.config["train"]["epochs"]}
+
+
+def control_spec(study: Study, seed: int, best: dict[str, Any] | None = None) -> RunSpec:
+    return make_run(study.params, control_overrides(study, best), seed)
+
+
+def run_control_seed(study: Study, seed: int, *, threads: int | None = None,
+                     progress: bool = True, out_dir: Path | None = None) -> dict[str, Any]:
+    """Train the baseline control with ``seed`` exactly as the final seeds train (same
+    epochs, data, train_on_val) and evaluate it on the test split."""
+    best = best_choice(study)
+    log.info("control seed %d: the baseline, %s", seed, control_overrides(study, best))
+    return _retrain(study, control_spec(study, seed, best), {"source": "baseline (final.control)"},
+                    Path(out_dir) if out_dir else control_dir(study, seed), threads, progress)
+
+
+def _retrain(study: Study, spec: RunSpec, chosen_by: dict[str, Any], out: Path,
+             threads: int | None, progress: bool) -> dict[str, Any]:
     from hpsweep.data.prepared import load_prepared
     from hpsweep.training.engine import train_run
 
-    best = best_choice(study)
-    spec = final_spec(study, seed, best)
-    out = Path(out_dir) if out_dir else seed_dir(study, seed)  # the rule's output folder
-    out.mkdir(parents=True, exist_ok=True)
+    seed = spec.seed
+    out.mkdir(parents=True, exist_ok=True)  # the rule's output folder
     write_text(out / "config.json", json.dumps({
         "run_id": spec.run_id, "signature": spec.signature, "seed": seed,
-        "code_version": code_version(), "chosen_by": best, **spec.config},
+        "code_version": code_version(), "chosen_by": chosen_by, **spec.config},
         indent=2, sort_keys=True, default=str))
-    log.info("final seed %d: %s", seed, final_overrides(study, best))
     data = load_prepared(study.paths.prepared)
     on_val = study.params.final.train_on_val
     if on_val:
@@ -77,23 +106,24 @@ def with_val_in_train(data):
                        y_train=torch.cat([data.y_train, data.y_val]))
 
 
-def _seed_rows(study: Study, best: dict[str, Any]) -> tuple[list[dict[str, Any]], dict]:
-    """One row per final seed from its metrics.json, checked to be the current best
-    configuration with a test accuracy: (rows, the retrained run config)."""
+def _seed_rows(study: Study, spec_of: Callable[[int], RunSpec],
+               dir_of: Callable[[int], Path], rule: str) -> tuple[list[dict], dict]:
+    """One row per final seed from its metrics.json (in ``dir_of(seed)``), checked to be
+    the configuration ``spec_of(seed)`` with a test accuracy: (rows, the run config)."""
     on_val = study.params.final.train_on_val
     rows, config = [], {}
     for seed in study.params.final.seeds:
-        spec = final_spec(study, seed, best)
+        spec, where = spec_of(seed), dir_of(seed)
         config = spec.config
-        metrics = read_metrics(seed_dir(study, seed))
+        metrics = read_metrics(where)
         if metrics is None:
-            raise FileNotFoundError(f"{seed_dir(study, seed) / 'metrics.json'} is missing; "
-                                    f"run the final_run job for seed {seed}")
+            raise FileNotFoundError(f"{where / 'metrics.json'} is missing; "
+                                    f"run the {rule} job for seed {seed}")
         if metrics.get("provenance", {}).get("run_config") != spec.config:
-            raise RuntimeError(f"{seed_dir(study, seed)} holds another configuration than "
-                               "the current best; rerun its final_run job")
+            raise RuntimeError(f"{where} holds another configuration than "
+                               f"the current one; rerun its {rule} job")
         if metrics.get("test_acc") is None:
-            raise RuntimeError(f"{seed_dir(study, seed)}: no test accuracy "
+            raise RuntimeError(f"{where}: no test accuracy "
                                f"(status {metrics.get('status')})")
         rows.append({"seed": seed, "run_id": spec.run_id, "status": metrics["status"],
                      "test_acc": metrics["test_acc"], "test_loss": metrics.get("test_loss"),
@@ -106,6 +136,28 @@ def _seed_rows(study: Study, best: dict[str, Any]) -> tuple[list[dict[str, Any]]
     return rows, config
 
 
+def _control(study: Study, best: dict[str, Any], tuned: list[dict[str, Any]]
+             ) -> tuple[dict | None, dict | None]:
+    """(the control's summary, tuned - control paired over the seeds), or (None, None)
+    with final.control = false. The pairing is by seed: the same seed draws the same
+    data order, so the per-seed differences cancel part of the seed-to-seed noise."""
+    if not study.params.final.control:
+        return None, None
+    rows, _ = _seed_rows(study, lambda s: control_spec(study, s, best),
+                         lambda s: control_dir(study, s), "control_run")
+    test = mean_ci([r["test_acc"] for r in rows]).as_json()
+    control = {"overrides": control_overrides(study, best), "test_acc_mean": test["mean"],
+               "test_acc_ci95": test["half"], "per_seed": rows}
+    diffs = {t["seed"]: t["test_acc"] - c["test_acc"]
+             for t, c in zip(tuned, rows, strict=True)}
+    d = mean_ci(diffs.values()).as_json()
+    gain = {"mean": d["mean"], "ci95": d["half"], "low": d["low"], "high": d["high"],
+            "n": d["n"], "per_seed": diffs,
+            # above zero with 95 % confidence; None where there is no interval (one seed)
+            "significant": None if d["low"] is None else d["low"] > 0}
+    return control, gain
+
+
 def write_final_summary(study: Study, out: Mapping[str, str | Path] | None = None
                         ) -> dict[str, Any]:
     """summary.json (also DVC metrics), model.pt, model.pt2, model_card.json and
@@ -114,7 +166,9 @@ def write_final_summary(study: Study, out: Mapping[str, str | Path] | None = Non
     out = {k: Path(v) for k, v in (out or final_outputs(study)).items()}
     best = best_choice(study)
     on_val = study.params.final.train_on_val
-    per_seed, config = _seed_rows(study, best)
+    per_seed, config = _seed_rows(study, lambda s: final_spec(study, s, best),
+                                  lambda s: seed_dir(study, s), "final_run")
+    control, gain = _control(study, best, per_seed)
     test = mean_ci([r["test_acc"] for r in per_seed]).as_json()
     if test["mean"] is None:
         raise RuntimeError(f"no finite test accuracy in {[r['test_acc'] for r in per_seed]}")
@@ -134,6 +188,8 @@ def write_final_summary(study: Study, out: Mapping[str, str | Path] | None = Non
         "trained_on": "train+val" if on_val else "train",
         "tuned_val_acc": best.get("val_acc"), "exported_seed": export["seed"],
         "per_seed": per_seed,
+        # the baseline trained the same way, and tuned - baseline paired by seed
+        "control": control, "gain_vs_control": gain,
         # the params this result was made from (hpsweep.core.params_deps): checkable later
         "made_from": made_from(study.params, "final_summary"),
         "best": best, "overrides": final_overrides(study, best),

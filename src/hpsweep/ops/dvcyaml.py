@@ -79,7 +79,8 @@ RULE_FILES = {
     "prepare_data": "data", "train_run": "train", "summarize": "summarize",
     "extract_run": "extract", "summary_tables": "summary_tables",
     "optuna_setup": "optuna", "optuna_worker": "optuna", "optuna_collect": "optuna",
-    "final_run": "final", "final_summary": "final", "plots": "report", "report": "report",
+    "final_run": "final", "control_run": "final", "final_summary": "final",
+    "plots": "report", "report": "report",
     "mlflow_export": "tracking",
 }
 RULE_SCRIPTS = {
@@ -87,7 +88,8 @@ RULE_SCRIPTS = {
     "extract_run": ["extract_run"], "summary_tables": ["summary_tables"],
     "optuna_setup": ["optuna_setup"], "optuna_worker": ["optuna_worker"],
     "optuna_collect": ["optuna_collect"], "final_run": ["final_run"],
-    "final_summary": ["final_summary"], "plots": ["plots"], "report": ["report"],
+    "control_run": ["control_run"], "final_summary": ["final_summary"], "plots": ["plots"],
+    "report": ["report"],
     "mlflow_export": ["mlflow_export"],
 }
 
@@ -124,7 +126,8 @@ STAGES = [
     ),
     Stage(
         name="final",
-        desc="Retrain the best configuration with final.seeds; test accuracy ± 95 % CI.",
+        desc="Retrain the best configuration and the baseline control with final.seeds; "
+             "test accuracy ± 95 % CI, gain over the control.",
         target="final_summary",
         deps=["{data}/prepared", "{results}/optuna", *LIBRARY_CORE, *TRAINER,
               "src/hpsweep/final"],

@@ -11,7 +11,7 @@ from test_extract import BASELINES, tiny_study
 
 from hpsweep.analysis.extract import extract_run
 from hpsweep.analysis.plots import make_figures
-from hpsweep.analysis.report import build_report, write_report
+from hpsweep.analysis.report import build_report, verdict, write_report
 from hpsweep.analysis.tables import write_experiment_summary, write_summary_tables
 from hpsweep.core.layout import (
     OptunaLayout,
@@ -121,6 +121,12 @@ def test_optuna_and_final_sections_render_when_their_files_exist(built):
             "test_acc_mean": 0.88, "test_acc_std": 0.014, "test_acc_ci95": 0.01,
             "val_acc_mean": 0.9, "n_seeds": 2, "n_params": 1107, "tuned_val_acc": 0.9,
             "exported_seed": 0, "per_seed": per_seed,
+            "control": {"overrides": {"train.epochs": 2}, "test_acc_mean": 0.86,
+                        "test_acc_ci95": 0.02,
+                        "per_seed": [{**r, "test_acc": r["test_acc"] - 0.02} for r in per_seed]},
+            "gain_vs_control": {"mean": 0.02, "ci95": 0.004, "low": 0.016, "high": 0.024,
+                                "n": 2, "per_seed": {"0": 0.02, "1": 0.02},
+                                "significant": True},
             "best": {"source": "optuna", "val_acc": 0.9},
             "config": {"model.width": 32, "train.lr": 0.002},
             "run_config": {"model": {"width": 32}, "train": {"lr": 0.002}}}))
@@ -135,6 +141,25 @@ def test_optuna_and_final_sections_render_when_their_files_exist(built):
     assert "**88.00 ± 1.00 %**" in text
     assert "| 1 | 89.00 % | 90.00 % | 0.3000 | 2 | 1.50 s |" in text  # per seed
     assert "| `model.width` | 32 |" in text  # the retrained configuration
+    assert "trained with the same seeds and data and tested the same way: **86.00 ± 2.00 %**" \
+        in text
+    assert "| 1 | 89.00 % | 87.00 % | +2.00 |" in text  # tuned, control, difference
+    assert text.count("tuning bought **+2.00 points** of test accuracy over the baseline "
+                      "trained the same way (paired 95 % CI +1.60 to +2.40)") == 2  # + summary
     assert "| this study: final retrain, mean over seeds | 88.00 % | test | – |" in text
     # Δ is measured from the headline (final test) number.
     assert "| hand recipe | 90.80 % | as published | -2.80 |" in text
+
+
+@pytest.mark.parametrize(("gain", "says"), [
+    (None, "no control was trained (`final.control = false`)"),
+    ({"mean": 0.001, "low": None, "high": None, "significant": None},
+     "+0.10 points with one seed: no interval, no verdict"),
+    ({"mean": 0.001, "low": -0.002, "high": 0.004, "significant": False},
+     "did **not** buy a significant gain over the baseline trained the same way: +0.10 "
+     "points (paired 95 % CI -0.20 to +0.40"),
+    ({"mean": 0.004, "low": 0.001, "high": 0.007, "significant": True},
+     "tuning bought **+0.40 points** of test accuracy"),
+])
+def test_the_verdict_says_whether_tuning_bought_a_significant_gain(gain, says):
+    assert says in verdict({"gain_vs_control": gain})

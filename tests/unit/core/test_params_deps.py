@@ -76,8 +76,8 @@ def test_deps_prints_what_each_key_reruns(capsys):
     assert lines["report.title"].split(None, 1)[1] == "report | report"
     assert "nothing (where the files come from" in lines["data.mirrors"]
     assert lines["optuna.n_trials"].split(None, 1)[1] == (
-        "optuna_worker, optuna_collect, final_run, final_summary, report, mlflow_export | "
-        "optuna, report")
+        "optuna_worker, optuna_collect, final_run, control_run, final_summary, report, "
+        "mlflow_export | optuna, report")
 
 
 def test_a_first_stamp_is_older_than_existing_outputs(tmp_path):

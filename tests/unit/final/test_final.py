@@ -48,6 +48,13 @@ def test_final_retrain_summary_and_exported_model(tmp_path):
         m = retrain.run_final_seed(study, seed, threads=1, progress=False)
         assert m["status"] == "ok" and m["epochs_run"] == 2  # final.epochs wins
         assert m["test_acc"] is not None
+    with pytest.raises(FileNotFoundError, match="run the control_run job for seed 0"):
+        retrain.write_final_summary(study)  # final.control is on by default
+    for seed in (0, 1):
+        c = retrain.run_control_seed(study, seed, threads=1, progress=False)
+        # the baseline (lr 0.01, width 16 in the tiny params) at the final seeds' epochs
+        cfg = c["provenance"]["run_config"]
+        assert (cfg["train"]["lr"], cfg["model"]["width"], c["epochs_run"]) == (0.01, 16, 2)
     summary = retrain.write_final_summary(study)
     saved = json.loads(layout.summary_path(study).read_text())
     assert saved["n_seeds"] == 2 and [r["seed"] for r in saved["per_seed"]] == [0, 1]
@@ -59,6 +66,17 @@ def test_final_retrain_summary_and_exported_model(tmp_path):
     assert saved["run_config"]["train"]["epochs"] == 2
     assert saved["best"]["trial_number"] == 3 and saved["tuned_val_acc"] == 0.9
     assert json.loads(layout.config_path(study).read_text()) == saved["run_config"]
+    # the gain over the control is paired by seed: the mean and t interval of the
+    # per-seed differences, not the difference of two means' intervals
+    control = [r["test_acc"] for r in saved["control"]["per_seed"]]
+    diffs = [t - c for t, c in zip(accs, control, strict=True)]
+    gain = saved["gain_vs_control"]
+    assert gain["per_seed"] == {str(s): pytest.approx(d)
+                                for s, d in zip((0, 1), diffs, strict=True)}
+    assert gain["mean"] == pytest.approx(sum(diffs) / 2)
+    assert gain["ci95"] == pytest.approx(mean_ci(diffs).as_json()["half"], nan_ok=True)
+    assert gain["significant"] == (gain["low"] > 0 if gain["low"] is not None else None)
+    assert saved["control"]["overrides"] == {"train.epochs": 2}
 
     # the exported model reproduces its seed's test accuracy
     model, blob = export.load_exported(layout.model_path(study))
@@ -104,7 +122,8 @@ def test_without_optuna_the_best_sweep_configuration_is_retrained(tmp_path):
 
 
 def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path):
-    study = make_study(tmp_path, final={"seeds": [0, 1], "epochs": 3, "train_on_val": True})
+    study = make_study(tmp_path, final={"seeds": [0, 1], "epochs": 3, "train_on_val": True,
+                                        "control": False})
     _write_best(study, {"train.lr": 0.02, "model.width": 8, "train.epochs": 1})
     data = load_prepared(study.paths.prepared)
     for seed in (0, 1):
@@ -115,6 +134,7 @@ def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(tmp_path):
         assert m["provenance"]["data_checksum"] != data.checksum
     summary = retrain.write_final_summary(study)
     assert summary["trained_on"] == "train+val" and summary["val_acc_mean"] is None
+    assert summary["control"] is None and summary["gain_vs_control"] is None
     assert summary["exported_seed"] == 0
     assert all(r["best_val_acc"] is None for r in summary["per_seed"])
     card = json.loads(layout.model_card_path(study).read_text())

@@ -20,7 +20,7 @@ from tunefixtures import make_study
 from hpsweep.core.layout import seed_dir
 from hpsweep.core.plan import dumps_config
 from hpsweep.data.prepared import load_prepared
-from hpsweep.final.retrain import run_final_seed, write_final_summary
+from hpsweep.final.retrain import run_control_seed, run_final_seed, write_final_summary
 from hpsweep.ops.jobs import job_log
 from hpsweep.ops.status import _is_snakemake, collect_status, log_failure
 from hpsweep.training.engine import train_run
@@ -171,6 +171,7 @@ def test_after_the_study(tiny):
     collect(study)
     for seed in study.params.final.seeds:
         run_final_seed(study, seed, threads=1, progress=False)
+        run_control_seed(study, seed, threads=1, progress=False)
     summary = write_final_summary(study)
     res = status(root)
     out = res.stdout
