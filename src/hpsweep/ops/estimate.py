@@ -12,7 +12,8 @@ on a small CPU, measured once and cached too), which dominates small studies.
 Optuna trials are priced as the mean of a few configurations drawn from the search
 space (seeded, through the trials' own sampling path) at full length: pruning makes
 them shorter. The final retrain is priced with Optuna's best configuration once it
-exists, before that like a typical trial. Not counted: data download and set-up.
+exists, before that like a typical trial; the control (final.control) as the baseline
+at the same epochs. Not counted: data download and set-up.
 """
 
 from __future__ import annotations
@@ -220,10 +221,17 @@ def estimate(study: Study) -> list[StageEstimate]:
         seed_s = sum(_run_seconds(calibrate(c, shape, k, cache),
                                   f.epochs or c["train"]["epochs"], n_tr, counts["val"],
                                   counts["test"]) for c in candidates) / len(candidates)
-        epochs = _span({f.epochs or c["train"]["epochs"] for c in candidates})
-        out.append(StageEstimate("final", len(f.seeds), epochs, n_tr,
-                                 (len(f.seeds) * (seed_s + startup) + startup) / 60,
-                                 len(f.seeds)))
+        epochs = {f.epochs or c["train"]["epochs"] for c in candidates}
+        runs = len(f.seeds)
+        if f.control:  # the baseline at the final seeds' epochs, once per seed
+            control_s = sum(_run_seconds(calibrate(base, shape, k, cache), e, n_tr,
+                                         counts["val"], counts["test"])
+                            for e in epochs) / len(epochs)
+            seed_s += control_s + startup
+            runs *= 2
+        out.append(StageEstimate("final", runs,
+                                 _span(epochs), n_tr,
+                                 (len(f.seeds) * (seed_s + startup) + startup) / 60, runs))
     # plots, report and the MLflow export: start-ups and seconds of work
     out.append(StageEstimate("report", 0, "-", 0, 3 * startup / 60, 1))
     return out

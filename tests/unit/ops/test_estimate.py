@@ -36,7 +36,7 @@ def test_stages_cover_the_study_and_calibration_is_cached(study, monkeypatch):
     assert list(stages) == ["sweeps, grids, configs", "optuna", "final", "report"]
     sweeps = stages["sweeps, grids, configs"]
     assert sweeps.runs == len(study.plan.runs) and sweeps.done == 0 and sweeps.job_min > 0
-    assert stages["optuna"].runs == 4 and stages["final"].runs == 2
+    assert stages["optuna"].runs == 4 and stages["final"].runs == 4  # 2 seeds + 2 controls
     cache = study.paths.results_dir / "calibration"
     assert len(list(cache.glob("*.json"))) >= 2  # a shape and the job start-up
 
@@ -46,6 +46,13 @@ def test_stages_cover_the_study_and_calibration_is_cached(study, monkeypatch):
     monkeypatch.setattr("hpsweep.training.engine.train_run", no_training)
     again = {s.stage: s for s in est.estimate(study)}
     assert again["final"].job_min == pytest.approx(stages["final"].job_min)
+
+
+def test_the_control_is_priced_with_the_final_seeds(study):
+    with_control = {s.stage: s for s in est.estimate(study)}["final"]
+    study.params.final.control = False
+    without = {s.stage: s for s in est.estimate(study)}["final"]
+    assert without.runs == 2 and with_control.job_min > without.job_min
 
 
 def test_a_completed_run_counts_with_its_measured_time(study):
