@@ -221,7 +221,10 @@ def _optuna(doc: Doc, study: Study) -> dict | None:
         tr = pd.read_csv(optuna.trials_csv)
         states = ", ".join(f"{s} {c}" for s, c in tr["state"].value_counts().items())
         warm = int(tr["warm_start"].astype(str).eq("True").sum())
-        doc.add(f"{len(tr)} trials: {states}. {warm} warm-started from sweep/grid runs. "
+        promoted = int(tr["promoted"].astype(str).eq("True").sum())
+        doc.add(f"{len(tr)} trials: {states}. {warm} warm-started from sweep/grid runs; "
+                f"{promoted} promoted from them (their best configurations, retrained at "
+                f"the trials' epochs). "
                 f"Trial time {duration(pd.to_numeric(tr['duration_s']).sum())}.")
         vcol = "values_0" if "values_0" in tr else "value"  # values_0: multi-objective
         top = tr[tr["state"] == "COMPLETE"].sort_values(vcol, ascending=False).head(5)

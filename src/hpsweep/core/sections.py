@@ -223,6 +223,12 @@ class OptunaConfig(_Strict):
     epochs: int = Field(0, ge=0)  # 0 = train.epochs
     cv_folds: int = Field(0, ge=0, le=20)
     warm_start: bool = True
+    # Enqueue the k best sweep/grid/config configurations as the first trials, retrained
+    # at the trials' epochs (tuning.promotion); 0 = none.
+    promote: int = Field(0, ge=0, le=100)
+    # Minutes each worker may spend: after them it starts no new trial (the one it is
+    # training finishes and counts). 0 = no limit; n_trials still caps the study.
+    minutes: float = Field(0, ge=0)
     space: dict[str, SpaceParam] = Field(default_factory=dict)
 
     @field_validator("cv_folds")

@@ -45,7 +45,8 @@ def trials_table(tuner: Tuner, ostudy: optuna.Study):
             row["value"] = t.value
         row.update({f"params_{k}": _plain(v) for k, v in tuner.space.decode(t.params).items()})
         row.update({
-            "warm_start": is_warm(t), "surplus": bool(ua.get("surplus")),
+            "warm_start": is_warm(t), "promoted": bool(ua.get("promoted")),
+            "surplus": bool(ua.get("surplus")),
             "status": ua.get("status"), "n_params": ua.get("n_params"),
             "epochs_run": ua.get("epochs_run"),
             "duration_s": t.duration.total_seconds() if t.duration else None,

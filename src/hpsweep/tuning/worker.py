@@ -21,11 +21,15 @@ from hpsweep.core.study import Study
 from hpsweep.data.prepared import load_prepared
 from hpsweep.tuning.counting import trial_counts
 from hpsweep.tuning.objective import Objective, _Invalid, _Surplus
+from hpsweep.tuning.promotion import promote
 from hpsweep.tuning.storage import has_heartbeat, open_storage
 from hpsweep.tuning.tuner import Tuner
 from hpsweep.tuning.warmstart import add_warm_start
 
 log = logging.getLogger(__name__)
+
+# The clock optuna.minutes is measured on (a name of its own, so a test can move it).
+_now = time.monotonic
 
 # A worker gives up after this many invalid samples in a row: the space is mostly invalid.
 MAX_INVALID_IN_A_ROW = 20
@@ -48,8 +52,9 @@ def setup_study(study: Study, marker: str | Path | None = None) -> dict[str, Any
                  "cross-validation", o.cv_folds)
     elif o.warm_start:
         warm = add_warm_start(ostudy, study, tuner.space, tuner.multi_objective)
+    promoted = promote(ostudy, study, tuner.space, o.promote)
     info = {"optuna_study": tuner.name, "storage": tuner.masked_url, "warm_start": warm,
-            "counts": trial_counts(ostudy)}
+            "promotion": promoted, "counts": trial_counts(ostudy)}
     write_text(marker or tuner.setup_marker, json.dumps(info, indent=2))
     return info
 
@@ -94,6 +99,9 @@ class _Worker:
         self.ran: list[int] = []
         self.waited = False
         self.invalid_in_a_row = 0
+        minutes = study.params.optuna.minutes
+        self.deadline = _now() + 60 * minutes if minutes else None
+        self.stopped_by = "n_trials"
 
     def next_step(self) -> str:
         """"stop", "wait" (the last trials run elsewhere) or "train"."""
@@ -103,6 +111,12 @@ class _Worker:
                 optuna.storages.fail_stale_trials(self.ostudy)
         c = trial_counts(self.ostudy)
         if c["finished"] >= self.n_trials:
+            return "stop"
+        if self.deadline is not None and _now() >= self.deadline:
+            log.info("worker %d: optuna.minutes = %g spent; no new trial (%d of %d finished)",
+                     self.index, self.study.params.optuna.minutes, c["finished"],
+                     self.n_trials)
+            self.stopped_by = "optuna.minutes"
             return "stop"
         if c["waiting"] == 0 and c["finished"] + c["running"] >= self.n_trials:
             if not self.heartbeat:
@@ -165,7 +179,7 @@ def run_worker(study: Study, worker_index: int, *, threads: int | None = None,
         else:
             w.train_one()
     info = {"worker": worker_index, "optuna_study": tuner.name, "storage": tuner.masked_url,
-            "trials_run": w.ran, "counts": trial_counts(w.ostudy),
+            "trials_run": w.ran, "counts": trial_counts(w.ostudy), "stopped_by": w.stopped_by,
             "n_trials": w.n_trials, "wall_s": round(time.time() - t0, 2), "pid": os.getpid()}
     write_text(marker or tuner.worker_marker(worker_index), json.dumps(info, indent=2))
     log.info("worker %d: done, ran trials %s; study counts %s", worker_index, w.ran,

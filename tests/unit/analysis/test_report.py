@@ -112,7 +112,8 @@ def test_optuna_and_final_sections_render_when_their_files_exist(built):
              "counts": {"COMPLETE": 2, "PRUNED": 1}}))
         pd.DataFrame({"number": [0, 1, 2], "state": ["COMPLETE", "COMPLETE", "PRUNED"],
                       "value": [0.8, 0.9, None], "params_train.lr": [0.001, 0.002, 0.02],
-                      "warm_start": [True, False, False], "duration_s": [1.0, 2.0, 0.5]}
+                      "warm_start": [True, False, False], "promoted": [False, True, False],
+                      "duration_s": [1.0, 2.0, 0.5]}
                      ).to_csv(od / "trials.csv", index=False)
         per_seed = [{"seed": s, "run_id": f"r{s}", "status": "ok", "test_acc": a,
                      "test_loss": 0.3, "best_val_acc": 0.9, "epochs_run": 2,
@@ -137,7 +138,8 @@ def test_optuna_and_final_sections_render_when_their_files_exist(built):
             p.unlink(missing_ok=True)
     assert "Best trial: validation accuracy **90.00 %** (trial 1)." in text
     assert "| `train.lr` | 0.002 |" in text
-    assert "3 trials: COMPLETE 2, PRUNED 1. 1 warm-started from sweep/grid runs." in text
+    assert ("3 trials: COMPLETE 2, PRUNED 1. 1 warm-started from sweep/grid runs; 1 promoted "
+            "from them") in text
     assert "**88.00 ± 1.00 %**" in text
     assert "| 1 | 89.00 % | 90.00 % | 0.3000 | 2 | 1.50 s |" in text  # per seed
     assert "| `model.width` | 32 |" in text  # the retrained configuration

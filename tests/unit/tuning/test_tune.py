@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import optuna
@@ -158,6 +159,53 @@ def test_warm_start_adds_completed_sweep_runs_once(tmp_path):
     assert by_lr[0.01].params["model.width"] == 16
     # warm-start trials do not count towards n_trials
     assert trial_counts(ostudy)["finished"] == 0 and trial_counts(ostudy)["warm"] == 2
+
+
+def test_promotion_enqueues_the_best_sweep_configurations_at_the_trials_epochs(tmp_path):
+    """Sweeps at 2 epochs, trials at 1: warm start carries nothing over, promotion
+    retrains the best configurations the space can express, best first, once."""
+    study = make_study(
+        tmp_path,
+        sweeps={"lr": {"param": "train.lr", "values": [0.003, 0.01, 0.03, 0.3]},
+                "bs": {"param": "train.batch_size", "values": [16]}},
+        optuna={"warm_start": True, "epochs": 1, "promote": 2, "n_trials": 3,
+                "n_workers": 1})
+    acc_of = {0.003: 0.6, 0.01: 0.7, 0.03: 0.8, 0.3: 0.95}
+    for m in study.plan.members:
+        cfg = study.plan.runs[m.run_id].config
+        # batch size 16 is the best run, but a trial cannot express it (not in the space)
+        acc = 0.99 if cfg["train"]["batch_size"] == 16 else acc_of[cfg["train"]["lr"]]
+        fake_complete_run(study, m.run_id, acc)
+    first = setup_study(study)
+    assert first["warm_start"]["added"] == 0  # other epochs: nothing to carry over
+    # lr 0.3 (outside the space) and batch size 16 (a key outside it) cannot be promoted
+    assert first["promotion"] == {"promoted": 2, "present": 0, "candidates": 3}
+    assert setup_study(study)["promotion"] == {"promoted": 0, "present": 2, "candidates": 3}
+    ostudy = Tuner(study).open()
+    waiting = ostudy.get_trials(states=(TrialState.WAITING,))
+    # best first: lr 0.03 (0.8), then lr 0.01 (0.7, the baseline)
+    assert [t.user_attrs["sweep_val_acc"] for t in waiting] == pytest.approx([0.8, 0.7])
+    assert trial_counts(ostudy)["waiting"] == 2 and trial_counts(ostudy)["finished"] == 0
+    run_worker(study, 0, threads=1)
+    trained = Tuner(study).load().get_trials(states=(TrialState.COMPLETE,))
+    assert len(trained) == 3  # the promoted two count towards n_trials, then one sampled
+    assert [t.params["train.lr"] for t in trained[:2]] == [0.03, 0.01]
+    for t in trained[:2]:
+        assert t.user_attrs["promoted"]
+        cfg = json.loads((Path(t.user_attrs["run_dir"]) / "config.json").read_text())
+        assert cfg["train"]["epochs"] == 1 and cfg["train"]["lr"] == t.params["train.lr"]
+
+
+def test_a_worker_starts_no_trial_after_optuna_minutes(tmp_path, monkeypatch):
+    study = make_study(tmp_path, optuna={"n_trials": 50, "n_workers": 1, "minutes": 1})
+    # 25 s pass between the worker's looks at its clock: the deadline (60 s after the
+    # start) passes after the second trial, which finishes and counts
+    clock = iter(range(0, 10**6, 25))
+    monkeypatch.setattr("hpsweep.tuning.worker._now", lambda: float(next(clock)))
+    info = run_worker(study, 0, threads=1)
+    assert info["stopped_by"] == "optuna.minutes"
+    assert info["counts"]["finished"] == 2 and info["counts"]["running"] == 0
+    assert len(info["trials_run"]) == 2
 
 
 # -- counting ---------------------------------------------------------------------------------

@@ -1,0 +1,92 @@
+"""Promotion: the best sweep configurations become the Optuna study's first trials.
+
+The sweeps, grids and configs rank values cheaply, at the baseline's train.epochs;
+Optuna's trials train at optuna.epochs, the fidelity the final model gets. Warm start
+only carries over runs a trial would reproduce exactly, so when the two fidelities
+differ it carries nothing. ``optuna.promote = k`` closes that gap: setup enqueues the
+k configurations with the highest mean validation accuracy over their seeds, and the
+workers train them first, at the trials' fidelity. The shortlist is thus compared at
+the budget that matters, the trials count towards n_trials like any other, and the
+sampler starts from what the sweeps found instead of from scratch.
+
+A configuration can be promoted when a trial can express it: its values lie in the
+search space and every other key equals the baseline's (train.epochs aside, which the
+trial sets). One already in the study (as a warm-start trial, or promoted by an
+earlier setup, user attr ``promoted_key``) is not enqueued again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+import optuna
+
+from hpsweep.core.ids import run_signature
+from hpsweep.core.plan import make_run
+from hpsweep.core.runstatus import USABLE
+from hpsweep.core.study import Study
+from hpsweep.training.runstore import inspect, read_metrics
+from hpsweep.tuning.space import SearchSpace, trial_overrides
+
+log = logging.getLogger(__name__)
+
+
+def _without_epochs(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "epochs"}}
+
+
+def ranked(study: Study, space: SearchSpace) -> list[dict[str, Any]]:
+    """The completed sweep/grid/config configurations a trial can express, best first:
+    {"key", "values", "val_acc" (mean over seeds), "seeds", "labels"}."""
+    params = study.params
+    found: dict[str, dict[str, Any]] = {}
+    for m in study.plan.members:
+        spec = study.plan.runs[m.run_id]
+        values = space.values_of(spec.config)
+        if values is None or inspect(study, m.run_id).state != "complete":
+            continue
+        metrics = read_metrics(study.paths.run_dir(m.run_id)) or {}
+        acc = metrics.get("best_val_acc")
+        if metrics.get("status") not in USABLE or acc is None or not math.isfinite(acc):
+            continue
+        trial_cfg = make_run(params, trial_overrides(params, values), spec.seed).config
+        if _without_epochs(trial_cfg) != _without_epochs(spec.config):
+            continue  # another key differs (a named config's augmentation, say)
+        key = run_signature(values)[:16]
+        entry = found.setdefault(key, {"key": key, "values": values, "accs": {},
+                                       "labels": []})
+        entry["accs"][m.run_id] = float(acc)
+        label = f"{m.group}:{m.name}:{m.label}"
+        if label not in entry["labels"]:
+            entry["labels"].append(label)
+    out = [{"key": e["key"], "values": e["values"], "labels": e["labels"],
+            "seeds": len(e["accs"]), "val_acc": sum(e["accs"].values()) / len(e["accs"])}
+           for e in found.values()]
+    return sorted(out, key=lambda e: (-e["val_acc"], e["key"]))
+
+
+def promote(ostudy: optuna.Study, study: Study, space: SearchSpace, k: int) -> dict[str, int]:
+    """Enqueue the ``k`` best configurations not yet in the study; returns counts."""
+    if k <= 0:
+        return {"promoted": 0, "present": 0, "candidates": 0}
+    best = ranked(study, space)
+    present_keys = {t.user_attrs.get("promoted_key") for t in ostudy.get_trials(deepcopy=False)}
+    present_params = [t.params for t in ostudy.get_trials(deepcopy=False)]
+    promoted = present = 0
+    for entry in best[:k]:
+        params, _ = space.encode(entry["values"])
+        if entry["key"] in present_keys or params in present_params:
+            present += 1
+            continue
+        ostudy.enqueue_trial(params, user_attrs={
+            "promoted": True, "promoted_key": entry["key"], "source": entry["labels"],
+            "sweep_val_acc": entry["val_acc"], "sweep_seeds": entry["seeds"]})
+        promoted += 1
+        log.info("promoted %s (val acc %.4f at the sweeps' epochs): %s", entry["labels"][0],
+                 entry["val_acc"], json.dumps(entry["values"]))
+    log.info("promotion: %d of the %d best configurations enqueued, %d already in the study",
+             promoted, min(k, len(best)), present)
+    return {"promoted": promoted, "present": present, "candidates": len(best)}
