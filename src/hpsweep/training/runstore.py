@@ -69,7 +69,7 @@ def _downstream_layers(study: Study) -> list[list[Path]]:
         glob(optuna, "**/setup.json"),
         glob(optuna, "**/workers/*.json"),
         [p for p in glob(optuna, "*/*") if p.is_file()] + glob(optuna, "*/figures/*"),
-        glob(final, "seed_*/metrics.json"),
+        glob(final, "seed_*/metrics.json") + glob(final, "control/seed_*/metrics.json"),
         [p for p in glob(final, "*") if p.is_file()],
         [p for p in glob(layout.figures_dir(study), "*") if p.is_file()],
         # the report rule's outputs: report.md and its copies of the Optuna figures
