@@ -32,6 +32,7 @@ from hpsweep.analysis.report_sweeps import (
     _sweeps,
     _swing,
 )
+from hpsweep.analysis.report_value import control_section, stages_section, verdict
 from hpsweep.analysis.tables import (
     ACC,
     config_table,
@@ -124,28 +125,6 @@ def _summary(doc: Doc, study: Study, configs: pd.DataFrame, swing: pd.DataFrame,
                      f"{format_mean_ci(final['test_acc_mean'], final.get('test_acc_ci95'))}.")
         lines.append(f"- **Verdict:** {verdict(final)}")
     doc.add("## Summary", "\n".join(lines))
-
-
-def _points(x: float) -> str:
-    return f"{100 * x:+.2f}"
-
-
-def verdict(final: dict) -> str:
-    """One line: did the study's compute buy a significant gain over the baseline."""
-    gain = final["gain_vs_control"]
-    if gain is None:
-        return ("no control was trained (`final.control = false`), so nothing here says "
-                "what tuning bought over the baseline.")
-    if gain["significant"] is None:
-        return (f"tuned − baseline is {_points(gain['mean'])} points with one seed: no "
-                "interval, no verdict (give `final.seeds` two or more seeds).")
-    interval = f"paired 95 % CI {_points(gain['low'])} to {_points(gain['high'])}"
-    if gain["significant"]:
-        return (f"tuning bought **{_points(gain['mean'])} points** of test accuracy over the "
-                f"baseline trained the same way ({interval}): a significant gain.")
-    return (f"tuning did **not** buy a significant gain over the baseline trained the same "
-            f"way: {_points(gain['mean'])} points ({interval}, which includes 0 or lies "
-            "below it).")
 
 
 def _setup(doc: Doc, study: Study, metrics: list[dict], table: pd.DataFrame) -> None:
@@ -265,7 +244,7 @@ def _final(doc: Doc, study: Study) -> dict | None:
            "epochs_run": lambda v: num(v, 0), "total_time_s": duration}
     rows = [[r["seed"], pct(r["test_acc"]), *(fmt[k](r[k]) for k in extra)] for r in seeds]
     doc.add(md_table(["seed", "test acc", *extra], rows))
-    _control(doc, final)
+    control_section(doc, final)
     scalars = {k: v for k, v in final.items() if k not in ("test_acc_mean", "test_acc_ci95")
                and isinstance(v, str | int | float | bool)}
     if scalars:
@@ -280,25 +259,6 @@ def _final(doc: Doc, study: Study) -> dict | None:
                 "pixels / 255 and needs no hpsweep (`torch.export.load(path).module()`); "
                 "the model card names its data checksum, config and accuracy.")
     return final
-
-
-def _control(doc: Doc, final: dict) -> None:
-    """The baseline control beside the final seeds, and tuned − control paired by seed."""
-    control, gain = final["control"], final["gain_vs_control"]
-    if control is None:
-        doc.add(verdict(final).capitalize())
-        return
-    epochs = control["overrides"].get("train.epochs")
-    doc.add("**Control:** the baseline (`[model]` and `[train]` as the params file sets "
-            "them" + (f", {epochs} epochs" if epochs else "") + ") trained with the same "
-            "seeds and data and tested the same way: "
-            f"**{format_mean_ci(control['test_acc_mean'], control['test_acc_ci95'])}**. "
-            "Tuned − control, seed by seed (points):")
-    rows = [[t["seed"], pct(t["test_acc"]), pct(c["test_acc"]),
-             _points(gain["per_seed"][str(t["seed"])])]
-            for t, c in zip(final["per_seed"], control["per_seed"], strict=True)]
-    doc.add(md_table(["seed", "tuned", "control", "tuned − control"], rows, "rrrr"))
-    doc.add(f"**Verdict:** {verdict(final)}")
 
 
 def _comparison(doc: Doc, study: Study, configs: pd.DataFrame, optuna: dict | None,
@@ -370,6 +330,9 @@ def build_report(study: Study, out: str | Path | None = None) -> str:
     _confusion(doc, study, configs)
     opt = _optuna(doc, study)
     fin = _final(doc, study)
+    trials_csv = OptunaLayout(study).trials_csv
+    stages_section(doc, table, configs, pd.read_csv(trials_csv) if opt and
+                   trials_csv.is_file() else None, opt, fin)
     _comparison(doc, study, configs, opt, fin)
     _reproduce(doc, study)
     return doc.text()

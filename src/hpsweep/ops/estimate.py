@@ -161,6 +161,25 @@ def _run_seconds(cost: Cost, epochs: int, n_train: int, n_val: int, n_test: int 
     return epochs * (n_train * cost.train_s + n_val * cost.eval_s) + n_test * cost.eval_s
 
 
+@dataclass
+class _Inputs:
+    """What every stage's price is computed from."""
+
+    study: Study
+    counts: dict[str, int]  # samples per split (the manifest's)
+    shape: tuple[int, ...]
+    num_classes: int
+    cache: Path  # <results>/calibration/
+    startup: float  # seconds a job spends on its imports
+    base: dict[str, Any]  # the baseline's run config
+    draws: list[dict[str, Any]]  # run configs drawn from the Optuna space
+
+    def seconds(self, cfg: dict[str, Any], epochs: int, n_train: int, n_val: int,
+                n_test: int = 0) -> float:
+        cost = calibrate(cfg, self.shape, self.num_classes, self.cache)
+        return _run_seconds(cost, epochs, n_train, n_val, n_test)
+
+
 def estimate(study: Study) -> list[StageEstimate]:
     """Stage by stage, what the study will train and for how long."""
     manifest_path = study.paths.manifest
@@ -168,12 +187,24 @@ def estimate(study: Study) -> list[StageEstimate]:
         raise FileNotFoundError(f"{manifest_path} is missing: the estimate needs the prepared "
                                 "data's sizes; run `hpsweep data fetch` first")
     manifest = json.loads(manifest_path.read_text())
-    counts, shape, k = manifest["counts"], tuple(manifest["input_shape"]), manifest["num_classes"]
-    cache = study.paths.results_dir / "calibration"
     params = study.params
-    out = []
+    cache = study.paths.results_dir / "calibration"
+    x = _Inputs(study, manifest["counts"], tuple(manifest["input_shape"]),
+                manifest["num_classes"], cache, job_startup_s(cache),
+                make_run(params, {}, params.study.seeds[0]).config,
+                _space_draws(study) if params.optuna.enabled and params.optuna.space else [])
+    out = [_sweeps_stage(x)]
+    if params.optuna.enabled:
+        out.append(_optuna_stage(x))
+    if params.final.enabled:
+        out.append(_final_stage(x))
+    # plots, report and the MLflow export: start-ups and seconds of work
+    out.append(StageEstimate("report", 0, "-", 0, 3 * x.startup / 60, 1))
+    return out
 
-    startup = job_startup_s(cache)
+
+def _sweeps_stage(x: _Inputs) -> StageEstimate:
+    study, counts = x.study, x.counts
     runs = list(study.plan.runs.values())
     job_s, done, epochs = 0.0, 0, set()
     for spec in runs:
@@ -184,57 +215,50 @@ def estimate(study: Study) -> list[StageEstimate]:
             done += 1
             job_s += m.get("total_time_s") or 0.0
             continue
-        cost = calibrate(spec.config, shape, k, cache)
-        job_s += _run_seconds(cost, t["epochs"], counts["train"], counts["val"])
+        job_s += x.seconds(spec.config, t["epochs"], counts["train"], counts["val"])
     # a train and an extract job per run left, then summarize and summary_tables
-    job_s += (2 * (len(runs) - done) + 2) * startup
-    out.append(StageEstimate("sweeps, grids, configs", len(runs), _span(epochs),
-                             counts["train"], job_s / 60, len(runs) - done, done))
+    job_s += (2 * (len(runs) - done) + 2) * x.startup
+    return StageEstimate("sweeps, grids, configs", len(runs), _span(epochs),
+                         counts["train"], job_s / 60, len(runs) - done, done)
 
-    base = make_run(params, {}, params.study.seeds[0]).config
-    draws = _space_draws(study) if params.optuna.enabled and params.optuna.space else []
-    if params.optuna.enabled:
-        o = params.optuna
-        folds = max(1, o.cv_folds)
-        n_tr = counts["train"] if not o.cv_folds else (counts["train"] + counts["val"]) * (
-            o.cv_folds - 1) // o.cv_folds
-        n_va = counts["val"] if not o.cv_folds else (counts["train"] + counts["val"]) // o.cv_folds
-        trial_cfgs = draws or [base]
-        # a trial's config already holds optuna.epochs (tuning.space.trial_overrides)
-        per_trial = [folds * _run_seconds(calibrate(c, shape, k, cache), c["train"]["epochs"],
-                                          n_tr, n_va) for c in trial_cfgs]
-        trial_s = sum(per_trial) / len(per_trial)
-        finished = _finished_trials(study)
-        left = max(0, o.n_trials - finished)
-        jobs_s = (o.n_workers + 2) * startup  # setup, the workers, collect
-        out.append(StageEstimate("optuna", o.n_trials, _span(
-            {c["train"]["epochs"] for c in trial_cfgs}), n_tr,
-            (left * trial_s + jobs_s) / 60, o.n_workers, min(finished, o.n_trials)))
-    if params.final.enabled:
-        f = params.final
-        n_tr = counts["train"] + (counts["val"] if f.train_on_val else 0)
-        best = OptunaLayout(study).best_params_path
-        if params.optuna.enabled and best.is_file():
-            candidates = [json.loads(best.read_text())["config"]]
-        else:  # not chosen yet: a typical trial's configuration (or the baseline)
-            candidates = (draws if params.optuna.enabled else []) or [base]
-        seed_s = sum(_run_seconds(calibrate(c, shape, k, cache),
-                                  f.epochs or c["train"]["epochs"], n_tr, counts["val"],
-                                  counts["test"]) for c in candidates) / len(candidates)
-        epochs = {f.epochs or c["train"]["epochs"] for c in candidates}
-        runs = len(f.seeds)
-        if f.control:  # the baseline at the final seeds' epochs, once per seed
-            control_s = sum(_run_seconds(calibrate(base, shape, k, cache), e, n_tr,
-                                         counts["val"], counts["test"])
-                            for e in epochs) / len(epochs)
-            seed_s += control_s + startup
-            runs *= 2
-        out.append(StageEstimate("final", runs,
-                                 _span(epochs), n_tr,
-                                 (len(f.seeds) * (seed_s + startup) + startup) / 60, runs))
-    # plots, report and the MLflow export: start-ups and seconds of work
-    out.append(StageEstimate("report", 0, "-", 0, 3 * startup / 60, 1))
-    return out
+
+def _optuna_stage(x: _Inputs) -> StageEstimate:
+    o, counts = x.study.params.optuna, x.counts
+    folds = max(1, o.cv_folds)
+    pool = counts["train"] + counts["val"]
+    n_tr = counts["train"] if not o.cv_folds else pool * (o.cv_folds - 1) // o.cv_folds
+    n_va = counts["val"] if not o.cv_folds else pool // o.cv_folds
+    trial_cfgs = x.draws or [x.base]
+    # a trial's config already holds optuna.epochs (tuning.space.trial_overrides)
+    per_trial = [folds * x.seconds(c, c["train"]["epochs"], n_tr, n_va) for c in trial_cfgs]
+    trial_s = sum(per_trial) / len(per_trial)
+    finished = _finished_trials(x.study)
+    left = max(0, o.n_trials - finished)
+    jobs_s = (o.n_workers + 2) * x.startup  # setup, the workers, collect
+    return StageEstimate("optuna", o.n_trials, _span({c["train"]["epochs"] for c in trial_cfgs}),
+                         n_tr, (left * trial_s + jobs_s) / 60, o.n_workers,
+                         min(finished, o.n_trials))
+
+
+def _final_stage(x: _Inputs) -> StageEstimate:
+    params, counts = x.study.params, x.counts
+    f = params.final
+    n_tr = counts["train"] + (counts["val"] if f.train_on_val else 0)
+    best = OptunaLayout(x.study).best_params_path
+    if params.optuna.enabled and best.is_file():
+        candidates = [json.loads(best.read_text())["config"]]
+    else:  # not chosen yet: a typical trial's configuration (or the baseline)
+        candidates = (x.draws if params.optuna.enabled else []) or [x.base]
+    seed_s = sum(x.seconds(c, f.epochs or c["train"]["epochs"], n_tr, counts["val"],
+                           counts["test"]) for c in candidates) / len(candidates)
+    epochs = {f.epochs or c["train"]["epochs"] for c in candidates}
+    runs = len(f.seeds)
+    if f.control:  # the baseline at the final seeds' epochs, once per seed
+        seed_s += x.startup + sum(x.seconds(x.base, e, n_tr, counts["val"], counts["test"])
+                                  for e in epochs) / len(epochs)
+        runs *= 2
+    return StageEstimate("final", runs, _span(epochs), n_tr,
+                         (len(f.seeds) * (seed_s + x.startup) + x.startup) / 60, runs)
 
 
 def _span(values: set[int]) -> str:

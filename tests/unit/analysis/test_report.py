@@ -11,7 +11,8 @@ from test_extract import BASELINES, tiny_study
 
 from hpsweep.analysis.extract import extract_run
 from hpsweep.analysis.plots import make_figures
-from hpsweep.analysis.report import build_report, verdict, write_report
+from hpsweep.analysis.report import build_report, write_report
+from hpsweep.analysis.report_value import verdict
 from hpsweep.analysis.tables import write_experiment_summary, write_summary_tables
 from hpsweep.core.layout import (
     OptunaLayout,
@@ -148,6 +149,13 @@ def test_optuna_and_final_sections_render_when_their_files_exist(built):
     assert "| 1 | 89.00 % | 87.00 % | +2.00 |" in text  # tuned, control, difference
     assert text.count("tuning bought **+2.00 points** of test accuracy over the baseline "
                       "trained the same way (paired 95 % CI +1.60 to +2.40)") == 2  # + summary
+    # what each stage cost and bought: trained trials only (not the warm-start one)
+    assert re.search(r"\| sweeps, grids, configs \| \d+ runs \| [\d.]+ s \| [\d.]+ % "
+                     r"validation \(best configuration\) \|", text)
+    assert "| Optuna | 2 trials (1 promoted) | 2.50 s | 90.00 % validation (best trial) |" \
+        in text
+    assert "| final retrain | 2 seeds | 3.00 s | 88.00 ± 1.00 % test |" in text
+    assert "| control (baseline) | 2 seeds | 3.00 s | 86.00 ± 2.00 % test |" in text
     assert "| this study: final retrain, mean over seeds | 88.00 % | test | – |" in text
     # Δ is measured from the headline (final test) number.
     assert "| hand recipe | 90.80 % | as published | -2.80 |" in text

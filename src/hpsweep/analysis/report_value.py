@@ -1,0 +1,99 @@
+"""The report's value sections: what each stage cost and what it bought, the baseline
+control beside the final seeds, and the verdict (did the study's compute buy a
+significant gain over the baseline trained the same way)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from hpsweep.analysis.markdown import Doc, duration, finite, md_table, pct
+from hpsweep.analysis.tables import ACC
+from hpsweep.core.stats import format_mean_ci
+
+MEAN = f"{ACC}_mean"
+
+
+def points(x: float) -> str:
+    """An accuracy difference in percentage points, signed."""
+    return f"{100 * x:+.2f}"
+
+
+def verdict(final: dict) -> str:
+    """One line: did the study's compute buy a significant gain over the baseline."""
+    gain = final["gain_vs_control"]
+    if gain is None:
+        return ("no control was trained (`final.control = false`), so nothing here says "
+                "what tuning bought over the baseline.")
+    if gain["significant"] is None:
+        return (f"tuned − baseline is {points(gain['mean'])} points with one seed: no "
+                "interval, no verdict (give `final.seeds` two or more seeds).")
+    interval = f"paired 95 % CI {points(gain['low'])} to {points(gain['high'])}"
+    if gain["significant"]:
+        return (f"tuning bought **{points(gain['mean'])} points** of test accuracy over the "
+                f"baseline trained the same way ({interval}): a significant gain.")
+    return (f"tuning did **not** buy a significant gain over the baseline trained the same "
+            f"way: {points(gain['mean'])} points ({interval}, which includes 0 or lies "
+            "below it).")
+
+
+def control_section(doc: Doc, final: dict) -> None:
+    """The baseline control beside the final seeds, and tuned − control paired by seed."""
+    control, gain = final["control"], final["gain_vs_control"]
+    if control is None:
+        doc.add(verdict(final).capitalize())
+        return
+    epochs = control["overrides"].get("train.epochs")
+    doc.add("**Control:** the baseline (`[model]` and `[train]` as the params file sets "
+            "them" + (f", {epochs} epochs" if epochs else "") + ") trained with the same "
+            "seeds and data and tested the same way: "
+            f"**{format_mean_ci(control['test_acc_mean'], control['test_acc_ci95'])}**. "
+            "Tuned − control, seed by seed (points):")
+    rows = [[t["seed"], pct(t["test_acc"]), pct(c["test_acc"]),
+             points(gain["per_seed"][str(t["seed"])])]
+            for t, c in zip(final["per_seed"], control["per_seed"], strict=True)]
+    doc.add(md_table(["seed", "tuned", "control", "tuned − control"], rows, "rrrr"))
+    doc.add(f"**Verdict:** {verdict(final)}")
+
+
+def _seconds(rows: list[dict[str, Any]]) -> float:
+    return sum(float(r["total_time_s"]) for r in rows if finite(r.get("total_time_s")))
+
+
+def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
+                   trials: pd.DataFrame | None, best_trial: dict | None,
+                   final: dict | None) -> None:
+    """Per stage: its runs, their summed training time, and the best accuracy after it."""
+    rows = []
+    runs = table.drop_duplicates("run_id")
+    done = runs[runs["status"] != "missing"]
+    best = configs.iloc[0][MEAN] if len(configs) and configs[MEAN].notna().any() else None
+    rows.append(["sweeps, grids, configs", f"{len(done)} runs",
+                 duration(pd.to_numeric(done["total_time_s"], errors="coerce").sum()),
+                 f"{pct(best)} validation (best configuration)"])
+    if trials is not None and best_trial is not None:
+        trained = trials[~trials["warm_start"].astype(str).eq("True")
+                         & trials["state"].isin(["COMPLETE", "PRUNED"])]
+        promoted = int(trained["promoted"].astype(str).eq("True").sum())
+        rows.append(["Optuna", f"{len(trained)} trials ({promoted} promoted)",
+                     duration(pd.to_numeric(trained["duration_s"], errors="coerce").sum()),
+                     f"{pct(best_trial['value'])} validation (best trial)"])
+    if final is not None:
+        rows.append(["final retrain", f"{len(final['per_seed'])} seeds",
+                     duration(_seconds(final["per_seed"])),
+                     format_mean_ci(final["test_acc_mean"], final["test_acc_ci95"]) + " test"])
+        control = final["control"]
+        if control is not None:
+            rows.append(["control (baseline)", f"{len(control['per_seed'])} seeds",
+                         duration(_seconds(control["per_seed"])),
+                         format_mean_ci(control["test_acc_mean"], control["test_acc_ci95"])
+                         + " test"])
+    doc.add("## What each stage cost and bought",
+            "Training time summed over each stage's runs (jobs that ran side by side "
+            "overlap in wall time), and the best accuracy once the stage was done. The "
+            "sweeps and the trials may train for different epochs, so their validation "
+            "accuracies compare configurations at their own fidelity; the final and "
+            "control rows are test accuracy, mean ± 95 % CI over the seeds.",
+            md_table(["stage", "runs", "training time", "best accuracy after it"], rows,
+                     "llrl"))
