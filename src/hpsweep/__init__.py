@@ -24,7 +24,8 @@ training/    one run: engine, models, schedules, augmentation, checkpoints, writ
 tuning/      the Optuna stage (tuning/__init__.py lists its modules)
 final/       select (which config), retrain (K seeds, test accuracy), export (model files)
 analysis/    extract (TensorBoard -> tables), tables (summary CSVs), plots, report
-             (report_sweeps: its sweep-stage sections; markdown: its tables and
+             (report_sweeps: its sweep-stage sections; report_value: what each stage
+             cost and bought, the control and the verdict; markdown: its tables and
              number formats), tracking (MLflow export)
 ops/         status (`hpsweep status` collects), status_text (and prints), jobs (what
              Snakemake jobs share), gpu_slots (a GPU of its own for each training
