@@ -315,10 +315,30 @@ def final_status(study: Study, sm: SnakemakeState) -> dict[str, Any]:
     f = study.params.final
     if not f.enabled:
         return {"enabled": False}
+    info: dict[str, Any] = {
+        "enabled": True,
+        "seeds": _seed_states(study, sm, lambda s: layout.seed_dir(study, s), "seed"),
+        "control": _seed_states(study, sm, lambda s: layout.control_dir(study, s),
+                                "control_seed") if f.control else None}
+    summary = _read_json(layout.summary_path(study))
+    if summary is not None:
+        info["summary"] = {k: summary.get(k) for k in (
+            "test_acc_mean", "test_acc_ci95", "n_seeds", "exported_seed", "overrides",
+            "gain_vs_control")}
+        info["summary_path"] = str(layout.summary_path(study))
+        info["model"] = str(layout.model_path(study)) if layout.model_path(study).is_file() \
+            else None
+    return info
+
+
+def _seed_states(study: Study, sm: SnakemakeState, dir_of, log_name: str
+                 ) -> list[dict[str, Any]]:
+    """Each final seed's run (or the control's, by ``dir_of``): done, failed, running,
+    stopped or pending, its test accuracy and log."""
     seeds = []
-    for seed in f.seeds:
-        d = layout.seed_dir(study, seed)
-        log = study.paths.logs / "final" / f"seed_{seed}.log"
+    for seed in study.params.final.seeds:
+        d = dir_of(seed)
+        log = study.paths.logs / "final" / f"{log_name}_{seed}.log"
         metrics = _read_json(d / "metrics.json")
         row: dict[str, Any] = {"seed": seed, "log": str(log), "detail": ""}
         if metrics is not None:
@@ -333,15 +353,7 @@ def final_status(study: Study, sm: SnakemakeState) -> dict[str, Any]:
         else:
             row["state"] = "pending"
         seeds.append(row)
-    info: dict[str, Any] = {"enabled": True, "seeds": seeds}
-    summary = _read_json(layout.summary_path(study))
-    if summary is not None:
-        info["summary"] = {k: summary.get(k) for k in (
-            "test_acc_mean", "test_acc_ci95", "n_seeds", "exported_seed", "overrides")}
-        info["summary_path"] = str(layout.summary_path(study))
-        info["model"] = str(layout.model_path(study)) if layout.model_path(study).is_file() \
-            else None
-    return info
+    return seeds
 
 
 def report_status(study: Study) -> dict[str, Any]:

@@ -112,18 +112,25 @@ def _render_final(st: StudyStatus) -> list[str]:
     if not f["enabled"]:
         out.append("Final retrain: disabled (final.enabled = false)")
     else:
-        out.append(f"Final retrain: seeds {', '.join(str(s['seed']) for s in f['seeds'])}")
-        for s in f["seeds"]:
-            acc = f", test acc {s['test_acc']:.4f}" if s.get("test_acc") is not None else ""
-            detail = f" ({s['detail']})" if s["detail"] else ""
-            log = f"; log: {s['log']}" if s["state"] in ("failed", "stopped") else ""
-            out.append(f"  seed {s['seed']}: {s['state']}{acc}{detail}{log}")
+        out.append(f"Final retrain: seeds {', '.join(str(s['seed']) for s in f['seeds'])}"
+                   + (", and the baseline control" if f["control"] is not None else ""))
+        for kind, rows in (("seed", f["seeds"]), ("control seed", f["control"] or [])):
+            for s in rows:
+                acc = f", test acc {s['test_acc']:.4f}" if s.get("test_acc") is not None else ""
+                detail = f" ({s['detail']})" if s["detail"] else ""
+                log = f"; log: {s['log']}" if s["state"] in ("failed", "stopped") else ""
+                out.append(f"  {kind} {s['seed']}: {s['state']}{acc}{detail}{log}")
         sm_ = f.get("summary")
         if sm_ and sm_.get("test_acc_mean") is not None:
             ci = sm_.get("test_acc_ci95")
             acc = format_mean_ci(sm_["test_acc_mean"], ci, pct=False, digits=4)
             out.append(f"  test acc {acc}" + (" (95 % CI)" if ci is not None else "") +
                        f" over {sm_['n_seeds']} seeds; {f['summary_path']}")
+            gain = sm_.get("gain_vs_control")
+            if gain is not None:
+                diff = format_mean_ci(gain["mean"], gain["ci95"], pct=False, digits=4)
+                word = {True: "significant", False: "not significant", None: "one seed"}
+                out.append(f"  tuned - control {diff} (paired; {word[gain['significant']]})")
     return out
 
 

@@ -182,6 +182,9 @@ def test_after_the_study(tiny):
     assert "workers done 2/2, results collected" in out
     assert f"test acc {summary['test_acc_mean']:.4f} ± " in out
     assert "over 2 seeds" in out and "results/final/summary.json" in out
+    assert "and the baseline control" in out
+    assert "control seed 0: done, test acc" in out and "control seed 1: done" in out
+    assert "tuned - control " in out and "(paired; " in out
     st = collect_status(study, root)
     assert st.optuna["counts"]["complete"] == 2 and st.optuna["best"]["number"] in (0, 1)
     assert Tuner(study).best_params_path.is_file()
