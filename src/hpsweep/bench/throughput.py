@@ -16,7 +16,7 @@ Then, on the full training split, the wall time until 88 % validation accuracy:
 (batch 256, bf16, AdamW + OneCycle), same MLP. Evaluation time counts for both.
 
     hpsweep bench --quick            # synthetic or real subset, < 1 min on 2 cores
-    hpsweep bench                    # real Fashion-MNIST (after `make run`), < 4 min
+    hpsweep bench                    # real Fashion-MNIST (after `make run`), 3 repeats
 
 Benchmark on a quiet machine: anything else running (an install, a test suite) can
 make numbers several times lower.
@@ -232,6 +232,14 @@ def time_to_accuracy(data: PreparedData, target: float, max_epochs: int, workdir
     return seed_hit, fast_hit
 
 
+def _median_spread(values: list[float]) -> str:
+    """'2.3x' for one value; '2.3x (2.1-2.6)' for the median and spread of several."""
+    import statistics
+
+    text = f"{statistics.median(values):.1f}x"
+    return text if len(values) == 1 else f"{text} ({min(values):.1f}-{max(values):.1f})"
+
+
 def default_data() -> Path | None:
     """The default study's prepared real Fashion-MNIST, when `make run` has made it."""
     path = StudyPaths.from_params(Params()).prepared
@@ -253,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
     p.add_argument("--target", type=float, default=0.88,
                    help="validation accuracy for time-to-accuracy (default 0.88)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="throughput measured this many times, one after another; the "
+                   "speedup is their median with the min-max spread (default 3; --quick: 1)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -274,12 +285,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{n} train images {tuple(data.input_shape)}, {len(data.y_val)} val; "
           f"1 warm-up + best of {TIMED_EPOCHS} timed epochs each, loops interleaved")
     print()
+    repeats = 1 if args.quick else max(1, args.repeats)
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
-        sps = throughput(data, args.models, Path(tmp))
+        speedups: dict[str, list[float]] = {}
+        for r in range(repeats):
+            if repeats > 1:
+                print(f"{'' if r == 0 else chr(10)}repeat {r + 1} of {repeats}")
+            for arch, v in throughput(data, args.models, Path(tmp)).items():
+                speedups.setdefault(arch, []).append(v["fast64"] / v["seed"])
         print(f"\nsamples/s and epoch_s ({n} images): training phase of the fastest timed epoch "
               "(no evaluation). (b) uses channels_last for CNNs and fused Adam.")
-        print("speedup " + " ".join(f"{arch}={r['fast64'] / r['seed']:.1f}x"
-                                    for arch, r in sps.items()) + "   (batch 64 both)")
+        print("speedup " + " ".join(f"{arch}={_median_spread(v)}" for arch, v in speedups.items())
+              + f"   (batch 64 both; median of {repeats} repeat(s)"
+              + (", min-max)" if repeats > 1 else ")"))
         if args.quick or real is None or "mlp" not in args.models:
             print("time-to-accuracy: skipped (needs --data with real images, not --quick)")
             return 0

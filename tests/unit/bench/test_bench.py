@@ -18,6 +18,17 @@ def test_quick_bench_prints_the_speedup_line(capsys):
     assert "time-to-accuracy: skipped" in out
 
 
+def test_repeats_print_the_median_and_spread_of_the_speedup(capsys):
+    assert main(["--synthetic", "--n", "512", "--models", "mlp", "--threads", "1",
+                 "--repeats", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("(a) seed-style") == 3 and "repeat 3 of 3" in out
+    m = re.search(r"^speedup mlp=(\d+\.\d)x \((\d+\.\d)-(\d+\.\d)\)", out, re.M)
+    assert m, out
+    median, low, high = map(float, m.groups())
+    assert low <= median <= high and "median of 3 repeat(s), min-max" in out
+
+
 def test_time_to_accuracy_reports_both_loops(tmp_path):
     t = synthetic_tensors(512)
     data = PreparedData(**t, classes=list("abcd"), dataset="synthetic",
