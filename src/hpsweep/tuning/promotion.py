@@ -11,8 +11,11 @@ sampler starts from what the sweeps found instead of from scratch.
 
 A configuration can be promoted when a trial can express it: its values lie in the
 search space and every other key equals the baseline's (train.epochs aside, which the
-trial sets). One already in the study (as a warm-start trial, or promoted by an
-earlier setup, user attr ``promoted_key``) is not enqueued again.
+trial sets). Only runs at the baseline's train.epochs are ranked, so configurations are
+compared at one fidelity (an epochs sweep, or a named config with its own epochs, is
+not: at the trials' epochs it is a warm-start trial instead). One already in the
+study (as a warm-start trial, or promoted by an earlier setup, user attr
+``promoted_key``) is not enqueued again.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def ranked(study: Study, space: SearchSpace) -> list[dict[str, Any]]:
     for m in study.plan.members:
         spec = study.plan.runs[m.run_id]
         values = space.values_of(spec.config)
-        if values is None or inspect(study, m.run_id).state != "complete":
+        if (values is None or spec.config["train"]["epochs"] != params.train.epochs
+                or inspect(study, m.run_id).state != "complete"):
             continue
         metrics = read_metrics(study.paths.run_dir(m.run_id)) or {}
         acc = metrics.get("best_val_acc")
@@ -81,6 +85,7 @@ def promote(ostudy: optuna.Study, study: Study, space: SearchSpace, k: int) -> d
         if entry["key"] in present_keys or params in present_params:
             present += 1
             continue
+        present_params.append(params)
         ostudy.enqueue_trial(params, user_attrs={
             "promoted": True, "promoted_key": entry["key"], "source": entry["labels"],
             "sweep_val_acc": entry["val_acc"], "sweep_seeds": entry["seeds"]})

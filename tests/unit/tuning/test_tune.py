@@ -167,14 +167,17 @@ def test_promotion_enqueues_the_best_sweep_configurations_at_the_trials_epochs(t
     study = make_study(
         tmp_path,
         sweeps={"lr": {"param": "train.lr", "values": [0.003, 0.01, 0.03, 0.3]},
-                "bs": {"param": "train.batch_size", "values": [16]}},
+                "bs": {"param": "train.batch_size", "values": [16]},
+                "epochs": {"param": "train.epochs", "values": [3]}},
         optuna={"warm_start": True, "epochs": 1, "promote": 2, "n_trials": 3,
                 "n_workers": 1})
     acc_of = {0.003: 0.6, 0.01: 0.7, 0.03: 0.8, 0.3: 0.95}
     for m in study.plan.members:
         cfg = study.plan.runs[m.run_id].config
-        # batch size 16 is the best run, but a trial cannot express it (not in the space)
-        acc = 0.99 if cfg["train"]["batch_size"] == 16 else acc_of[cfg["train"]["lr"]]
+        # batch size 16 is the best run, but a trial cannot express it (not in the space);
+        # the baseline at 3 epochs is another fidelity: neither ranked nor averaged in
+        acc = 0.99 if (cfg["train"]["batch_size"] == 16 or cfg["train"]["epochs"] == 3) \
+            else acc_of[cfg["train"]["lr"]]
         fake_complete_run(study, m.run_id, acc)
     first = setup_study(study)
     assert first["warm_start"]["added"] == 0  # other epochs: nothing to carry over
