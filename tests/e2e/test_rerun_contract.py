@@ -272,8 +272,9 @@ def test_declared_rule_graph_is_snakemakes(contract):
     """params_deps' `after` (what made_from digests cover) is the DAG Snakemake builds."""
     _, graph, _ = contract
     snakemake_after = {r: {a for a, later in graph.items() if r in later} for r in graph}
-    # final_run reads the sweep summary instead of Optuna's best when optuna is off
-    conditional = {("final_run", "summarize")}
+    # final_run and control_run read the sweep summary instead of Optuna's best when
+    # optuna is off
+    conditional = {("final_run", "summarize"), ("control_run", "summarize")}
     for rule, decl in params_deps.RULES.items():
         declared = set(decl.after)
         assert snakemake_after[rule] <= declared, (rule, snakemake_after[rule] - declared)

@@ -35,7 +35,7 @@ STUDY_LIMIT_S = 480
 # Test-friendly overrides of profiles/slurm: first status check after 2 s (not 20), and
 # one CPU per job so that two jobs share this 2-core node.
 FAST = ["--slurm-init-seconds-before-status-checks", "2", "--jobs", "4",
-        "--set-threads", "train_run=1", "optuna_worker=1", "final_run=1"]
+        "--set-threads", "train_run=1", "optuna_worker=1", "final_run=1", "control_run=1"]
 
 
 def cluster(action: str, timeout: int) -> subprocess.CompletedProcess:
@@ -177,7 +177,7 @@ def test_cluster_jobs_went_through_sbatch(slurm_study):
     # Only these are cluster jobs; the localrules (data, extraction, tables, Optuna
     # setup/collect, plots, report) run on the submit host.
     assert per_rule == {"train_run": len(study.plan.run_ids()), "optuna_worker": 2,
-                        "final_run": 1}, jobs.to_string()
+                        "final_run": 1, "control_run": 1}, jobs.to_string()
     assert set(jobs.loc[jobs["rule"] == "train_run", "wildcards"]) == set(study.plan.run_ids())
 
 
