@@ -232,6 +232,22 @@ def time_to_accuracy(data: PreparedData, target: float, max_epochs: int, workdir
     return seed_hit, fast_hit
 
 
+def _print_setup(source: object, data: PreparedData) -> None:
+    """What the figures below were measured on: command, date, machine, torch, data."""
+    cpu = torch.device("cpu")
+    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
+    print(f"date:    {dt.datetime.now().isoformat(timespec='seconds')}")
+    print(f"machine: {device_name(cpu)}, {os.cpu_count()} logical cores, "
+          f"{torch.get_num_threads()} torch threads, native bf16: {bf16_enabled('auto', cpu)}, "
+          f"{platform.system()} {platform.machine()}")
+    print(f"torch:   {torch.__version__}, python {platform.python_version()}; "
+          f"device for (b): cpu (auto would pick {resolve_device('auto')})")
+    print(f"data:    {source} ({data.dataset}), {len(data.y_train)} train images "
+          f"{tuple(data.input_shape)}, {len(data.y_val)} val; "
+          f"1 warm-up + best of {TIMED_EPOCHS} timed epochs each, loops interleaved")
+    print()
+
+
 def _median_spread(values: list[float]) -> str:
     """'2.3x' for one value; '2.3x (2.1-2.6)' for the median and spread of several."""
     import statistics
@@ -273,18 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     data = subset(real, n, n_val) if real is not None else synthetic(n, n_val)
     n = len(data.y_train)
 
-    cpu = torch.device("cpu")
-    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
-    print(f"date:    {dt.datetime.now().isoformat(timespec='seconds')}")
-    print(f"machine: {device_name(cpu)}, {os.cpu_count()} logical cores, "
-          f"{torch.get_num_threads()} torch threads, native bf16: {bf16_enabled('auto', cpu)}, "
-          f"{platform.system()} {platform.machine()}")
-    print(f"torch:   {torch.__version__}, python {platform.python_version()}; "
-          f"device for (b): cpu (auto would pick {resolve_device('auto')})")
-    print(f"data:    {args.data if real is not None else 'synthetic'} ({data.dataset}), "
-          f"{n} train images {tuple(data.input_shape)}, {len(data.y_val)} val; "
-          f"1 warm-up + best of {TIMED_EPOCHS} timed epochs each, loops interleaved")
-    print()
+    _print_setup(args.data if real is not None else "synthetic", data)
     repeats = 1 if args.quick else max(1, args.repeats)
     with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
         speedups: dict[str, list[float]] = {}
