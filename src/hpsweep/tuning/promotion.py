@@ -32,6 +32,7 @@ from hpsweep.core.plan import make_run
 from hpsweep.core.runstatus import USABLE
 from hpsweep.core.study import Study
 from hpsweep.training.runstore import inspect, read_metrics
+from hpsweep.tuning.counting import trial_counts
 from hpsweep.tuning.space import SearchSpace, trial_overrides
 
 log = logging.getLogger(__name__)
@@ -73,8 +74,12 @@ def ranked(study: Study, space: SearchSpace) -> list[dict[str, Any]]:
 
 
 def promote(ostudy: optuna.Study, study: Study, space: SearchSpace, k: int) -> dict[str, int]:
-    """Enqueue the ``k`` best configurations not yet in the study; returns counts."""
-    if k <= 0:
+    """Enqueue the ``k`` best configurations not yet in the study, no more than the trials
+    it still has room for (n_trials minus the finished and queued ones: a finished study
+    gets none, which would wait forever); returns counts."""
+    c = trial_counts(ostudy)
+    room = study.params.optuna.n_trials - c["finished"] - c["waiting"] - c["running"]
+    if k <= 0 or room <= 0:
         return {"promoted": 0, "present": 0, "candidates": 0}
     best = ranked(study, space)
     present_keys = {t.user_attrs.get("promoted_key") for t in ostudy.get_trials(deepcopy=False)}
@@ -85,6 +90,8 @@ def promote(ostudy: optuna.Study, study: Study, space: SearchSpace, k: int) -> d
         if entry["key"] in present_keys or params in present_params:
             present += 1
             continue
+        if promoted == room:
+            break
         present_params.append(params)
         ostudy.enqueue_trial(params, user_attrs={
             "promoted": True, "promoted_key": entry["key"], "source": entry["labels"],

@@ -24,6 +24,7 @@ from hpsweep.data.prepared import load_prepared
 from hpsweep.data.split import stratified_folds
 from hpsweep.tuning.counting import admitted, trial_counts
 from hpsweep.tuning.objective import Objective, _Surplus
+from hpsweep.tuning.promotion import promote
 from hpsweep.tuning.results import collect
 from hpsweep.tuning.space import SearchSpace, family_of
 from hpsweep.tuning.storage import StorageError, expand_env, mask, open_storage, storage_url
@@ -193,6 +194,9 @@ def test_promotion_enqueues_the_best_sweep_configurations_at_the_trials_epochs(t
     trained = Tuner(study).load().get_trials(states=(TrialState.COMPLETE,))
     assert len(trained) == 3  # the promoted two count towards n_trials, then one sampled
     assert [t.params["train.lr"] for t in trained[:2]] == [0.03, 0.01]
+    # a finished study has no room: setting up again (say, promote raised) queues nothing
+    # that would wait forever
+    assert promote(Tuner(study).load(), study, Tuner(study).space, 3)["promoted"] == 0
     for t in trained[:2]:
         assert t.user_attrs["promoted"]
         cfg = json.loads((Path(t.user_attrs["run_dir"]) / "config.json").read_text())
