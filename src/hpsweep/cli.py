@@ -260,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
             "retrain, logs of failed jobs (read-only; fine while a study runs)", params)
 
     optuna = actions("optuna", "the Optuna stage without Snakemake")
-    command(optuna, "setup", _cmd_optuna_setup, "create/load the study, add warm-start trials",
-            params)
+    command(optuna, "setup", _cmd_optuna_setup,
+            "create/load the study, add warm-start trials, queue the promoted ones", params)
     p = command(optuna, "worker", _cmd_optuna_worker,
                 "train trials until the study has optuna.n_trials", params, quiet)
     p.add_argument("index", type=int, help="worker number, 0..optuna.n_workers-1")
