@@ -23,6 +23,8 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 from hpsweep.analysis.extract import epoch_frame
 from hpsweep.analysis.tables import (
     ACC,
+    CI,
+    MEAN,
     config_table,
     experiment_table,
     grid_long,
@@ -35,8 +37,6 @@ from hpsweep.core.metric_names import EPOCH_SCALARS
 from hpsweep.core.plan import format_value
 from hpsweep.core.study import Study
 
-MEAN = f"{ACC}_mean"
-CI = f"{ACC}_ci95"
 LOG_PARAMS = ("lr", "weight_decay")
 GROUP_COLORS = {"baseline": "black", "sweep": "tab:blue", "grid": "tab:orange",
                 "config": "tab:green"}

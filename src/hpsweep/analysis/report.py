@@ -34,7 +34,8 @@ from hpsweep.analysis.report_sweeps import (
 )
 from hpsweep.analysis.report_value import control_section, stages_section, verdict
 from hpsweep.analysis.tables import (
-    ACC,
+    CI,
+    MEAN,
     config_table,
     failures,
     swing_table,
@@ -56,7 +57,6 @@ from hpsweep.core.stats import format_mean_ci
 from hpsweep.core.study import Study
 from hpsweep.training.runstore import read_metrics
 
-MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
 # ------------------------------------------------------------------ paths
 
 

@@ -11,6 +11,8 @@ import pandas as pd
 from hpsweep.analysis.markdown import Doc, duration, finite, md_table, num, pct, t_975
 from hpsweep.analysis.tables import (
     ACC,
+    CI,
+    MEAN,
     baseline_config_id,
     grid_long,
     sweep_table,
@@ -21,8 +23,6 @@ from hpsweep.core.layout import (
 from hpsweep.core.plan import format_value
 from hpsweep.core.stats import format_mean_ci
 from hpsweep.core.study import Study
-
-MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
 
 
 def _sweep_rows(df: pd.DataFrame, base_value: str | None) -> list[list[Any]]:

@@ -9,10 +9,8 @@ from typing import Any
 import pandas as pd
 
 from hpsweep.analysis.markdown import Doc, duration, finite, md_table, pct
-from hpsweep.analysis.tables import ACC
+from hpsweep.analysis.tables import MEAN
 from hpsweep.core.stats import format_mean_ci
-
-MEAN = f"{ACC}_mean"
 
 
 def points(x: float) -> str:

@@ -41,6 +41,8 @@ METRIC_COLUMNS = ("status", "best_val_acc", "best_val_loss", "best_epoch", "fina
                   "final_val_loss", "final_train_acc", "test_acc", "test_loss", "epochs_run",
                   "epoch_time_s", "total_time_s", "samples_per_s", "peak_mem_mb", "n_params")
 ACC = "best_val_acc"
+# A configuration's mean and 95 % CI half-width of ACC over its seeds (config/sweep tables).
+MEAN, CI = f"{ACC}_mean", f"{ACC}_ci95"
 # Statuses of a run that finished as asked; anything else (diverged, pruned, missing)
 # is a failure. Early stopping is a planned ending, not a failure.
 # Columns read back as text: "0.001" must stay the label it was, "128x64" is a width list.
@@ -165,7 +167,7 @@ def aggregate(table: pd.DataFrame, by: str | list[str]) -> pd.DataFrame:
 
 
 def _mark_best(df: pd.DataFrame) -> pd.DataFrame:
-    col = f"{ACC}_mean"
+    col = MEAN
     df["best"] = False
     if len(df) and df[col].notna().any():
         df.loc[df[col].idxmax(), "best"] = True
@@ -187,7 +189,7 @@ def grid_long(table: pd.DataFrame, name: str) -> pd.DataFrame:
     return _mark_best(aggregate(t, ["y", "x"]))
 
 
-def grid_pivot(table: pd.DataFrame, name: str, value: str = f"{ACC}_mean") -> pd.DataFrame:
+def grid_pivot(table: pd.DataFrame, name: str, value: str = MEAN) -> pd.DataFrame:
     """Rows: y values, columns: x values (params order), cells: mean accuracy."""
     long = grid_long(table, name)
     if long.empty:
@@ -224,7 +226,7 @@ def config_table(table: pd.DataFrame) -> pd.DataFrame:
     agg["label"] = agg["config_id"].map(labels)
     agg["where"] = agg["config_id"].map(where)
     agg["params"] = agg["config_id"].map(params)
-    agg = agg.sort_values(f"{ACC}_mean", ascending=False, na_position="last", kind="stable")
+    agg = agg.sort_values(MEAN, ascending=False, na_position="last", kind="stable")
     agg.insert(0, "rank", range(1, len(agg) + 1))
     return agg.reset_index(drop=True)
 
@@ -246,7 +248,7 @@ def swing_table(table: pd.DataFrame, sweeps: dict[str, str],
     for kind, named in (("sweep", sweeps), ("grid", grids or {})):
         for name, param in named.items():
             df = sweep_table(table, name) if kind == "sweep" else grid_long(table, name)
-            col = f"{ACC}_mean"
+            col = MEAN
             df = df[df[col].notna()] if len(df) else df
             if df.empty:
                 continue
@@ -257,7 +259,7 @@ def swing_table(table: pd.DataFrame, sweeps: dict[str, str],
                          "best_value": key(best), "best_mean": best[col],
                          "worst_value": key(worst), "worst_mean": worst[col],
                          "swing": best[col] - worst[col],
-                         "max_ci95": df[f"{ACC}_ci95"].max()})
+                         "max_ci95": df[CI].max()})
     cols = ["kind", "name", "param", "n_values", "best_value", "best_mean", "worst_value",
             "worst_mean", "swing", "max_ci95"]
     out = pd.DataFrame(rows, columns=cols)
@@ -305,13 +307,13 @@ def study_metrics(table: pd.DataFrame, configs: pd.DataFrame, fails: pd.DataFram
                   sweep_tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Study-level numbers for DVC (`dvc metrics show/diff`): numbers only."""
     runs = table.drop_duplicates("run_id")
-    col = f"{ACC}_mean"
+    col = MEAN
     best = configs.iloc[0] if len(configs) and configs[col].notna().any() else None
     sweep_best = [t[col].max() for t in sweep_tables.values() if len(t)]
     base = configs[configs["where"].str.startswith("baseline")] if len(configs) else configs
     out = {
         "best_val_acc_mean": best[col] if best is not None else None,
-        "best_val_acc_ci95": best[f"{ACC}_ci95"] if best is not None else None,
+        "best_val_acc_ci95": best[CI] if best is not None else None,
         "best_sweep_val_acc": max(sweep_best) if sweep_best else None,
         "baseline_val_acc_mean": base[col].iloc[0] if len(base) else None,
         "n_runs": int(len(runs)),
