@@ -196,8 +196,8 @@ def _optuna(doc: Doc, study: Study) -> dict | None:
     if params:
         doc.add(md_table(["parameter", "best value"],
                          [[f"`{k}`", format_value(v)] for k, v in params.items()], "ll"))
-    if optuna.trials_csv.is_file():
-        tr = pd.read_csv(optuna.trials_csv)
+    tr = pd.read_csv(optuna.trials_csv) if optuna.trials_csv.is_file() else None
+    if tr is not None:
         states = ", ".join(f"{s} {c}" for s, c in tr["state"].value_counts().items())
         warm = int(tr["warm_start"].astype(str).eq("True").sum())
         promoted = int(tr["promoted"].astype(str).eq("True").sum())
@@ -217,7 +217,7 @@ def _optuna(doc: Doc, study: Study) -> dict | None:
             with atomic_path(copy) as tmp:
                 shutil.copyfile(src, tmp)
             doc.fig(copy, f"optuna {src.stem.removeprefix('optuna_')}")
-    return {"value": value, "params": params}
+    return {"value": value, "params": params, "trials": tr}
 
 
 def _final(doc: Doc, study: Study) -> dict | None:
@@ -330,9 +330,7 @@ def build_report(study: Study, out: str | Path | None = None) -> str:
     _confusion(doc, study, configs)
     opt = _optuna(doc, study)
     fin = _final(doc, study)
-    trials_csv = OptunaLayout(study).trials_csv
-    stages_section(doc, table, configs, pd.read_csv(trials_csv) if opt and
-                   trials_csv.is_file() else None, opt, fin)
+    stages_section(doc, table, configs, opt, fin)
     _comparison(doc, study, configs, opt, fin)
     _reproduce(doc, study)
     return doc.text()

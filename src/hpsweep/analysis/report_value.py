@@ -60,9 +60,10 @@ def _seconds(rows: list[dict[str, Any]]) -> float:
 
 
 def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
-                   trials: pd.DataFrame | None, best_trial: dict | None,
-                   final: dict | None) -> None:
-    """Per stage: its runs, their summed training time, and the best accuracy after it."""
+                   optuna: dict | None, final: dict | None) -> None:
+    """Per stage: its runs, their summed training time, and the best accuracy after it.
+    ``optuna``: the best trial's value and trials.csv as the report's Optuna section read
+    them (None: not run)."""
     rows = []
     runs = table.drop_duplicates("run_id")
     done = runs[runs["status"] != "missing"]
@@ -70,13 +71,14 @@ def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
     rows.append(["sweeps, grids, configs", f"{len(done)} runs",
                  duration(pd.to_numeric(done["total_time_s"], errors="coerce").sum()),
                  f"{pct(best)} validation (best configuration)"])
-    if trials is not None and best_trial is not None:
+    trials = optuna["trials"] if optuna is not None else None
+    if trials is not None:
         trained = trials[~trials["warm_start"].astype(str).eq("True")
                          & trials["state"].isin(["COMPLETE", "PRUNED"])]
         promoted = int(trained["promoted"].astype(str).eq("True").sum())
         rows.append(["Optuna", f"{len(trained)} trials ({promoted} promoted)",
                      duration(pd.to_numeric(trained["duration_s"], errors="coerce").sum()),
-                     f"{pct(best_trial['value'])} validation (best trial)"])
+                     f"{pct(optuna['value'])} validation (best trial)"])
     if final is not None:
         rows.append(["final retrain", f"{len(final['per_seed'])} seeds",
                      duration(_seconds(final["per_seed"])),
