@@ -22,18 +22,15 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from typing import Any
 
 import optuna
 
 from hpsweep.core.ids import run_signature
-from hpsweep.core.plan import make_run
-from hpsweep.core.runstatus import USABLE
 from hpsweep.core.study import Study
-from hpsweep.training.runstore import inspect, read_metrics
 from hpsweep.tuning.counting import trial_counts
-from hpsweep.tuning.space import SearchSpace, trial_overrides
+from hpsweep.tuning.space import SearchSpace
+from hpsweep.tuning.warmstart import done_runs_in_space
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +42,18 @@ def _without_epochs(cfg: dict[str, Any]) -> dict[str, Any]:
 def ranked(study: Study, space: SearchSpace) -> list[dict[str, Any]]:
     """The completed sweep/grid/config configurations a trial can express, best first:
     {"key", "values", "val_acc" (mean over seeds), "seeds", "labels"}."""
-    params = study.params
+    epochs = study.params.train.epochs
     found: dict[str, dict[str, Any]] = {}
-    for m in study.plan.members:
-        spec = study.plan.runs[m.run_id]
-        values = space.values_of(spec.config)
-        if (values is None or spec.config["train"]["epochs"] != params.train.epochs
-                or inspect(study, m.run_id).state != "complete"):
-            continue
-        metrics = read_metrics(study.paths.run_dir(m.run_id)) or {}
-        acc = metrics.get("best_val_acc")
-        if metrics.get("status") not in USABLE or acc is None or not math.isfinite(acc):
-            continue
-        trial_cfg = make_run(params, trial_overrides(params, values), spec.seed).config
-        if _without_epochs(trial_cfg) != _without_epochs(spec.config):
+    for r in done_runs_in_space(study, space):
+        if r.config["train"]["epochs"] != epochs:
+            continue  # another fidelity
+        if _without_epochs(r.trial_config) != _without_epochs(r.config):
             continue  # another key differs (a named config's augmentation, say)
-        key = run_signature(values)[:16]
-        entry = found.setdefault(key, {"key": key, "values": values, "accs": {},
+        key = run_signature(r.values)[:16]
+        entry = found.setdefault(key, {"key": key, "values": r.values, "accs": {},
                                        "labels": []})
-        entry["accs"][m.run_id] = float(acc)
-        label = f"{m.group}:{m.name}:{m.label}"
-        if label not in entry["labels"]:
-            entry["labels"].append(label)
+        entry["accs"][r.run_id] = r.acc
+        entry["labels"] += [lb for lb in r.labels if lb not in entry["labels"]]
     out = [{"key": e["key"], "values": e["values"], "labels": e["labels"],
             "seeds": len(e["accs"]), "val_acc": sum(e["accs"].values()) / len(e["accs"])}
            for e in found.values()]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,14 +54,27 @@ class WarmRun:
         return out
 
 
-def candidates(study: Study, space: SearchSpace) -> list[WarmRun]:
-    """The study's completed runs that a trial of this space would reproduce."""
+@dataclass(frozen=True)
+class DoneRun:
+    """A complete, usable run of the plan whose values lie in the search space."""
 
+    run_id: str
+    config: dict[str, Any]  # the run's resolved config
+    values: dict[str, Any]  # its values of the space's keys
+    overrides: dict[str, Any]  # a trial's overrides for those values
+    trial_config: dict[str, Any]  # what such a trial trains (with the run's seed)
+    metrics: dict[str, Any]
+    acc: float  # best validation accuracy
+    labels: list[str]  # the plan members it is ("sweep:lr:0.003", ...)
+
+
+def done_runs_in_space(study: Study, space: SearchSpace) -> Iterator[DoneRun]:
+    """The plan's complete runs with a finite accuracy whose values lie in the space:
+    what warm start (exact matches) and promotion (other epochs) choose from."""
     params = study.params
     labels: dict[str, list[str]] = {}
     for m in study.plan.members:
         labels.setdefault(m.run_id, []).append(f"{m.group}:{m.name}:{m.label}")
-    found: dict[str, WarmRun] = {}
     for run_id in study.plan.run_ids():
         spec = study.plan.runs[run_id]
         values = space.values_of(spec.config)
@@ -71,15 +85,25 @@ def candidates(study: Study, space: SearchSpace) -> list[WarmRun]:
         if metrics.get("status") not in USABLE or acc is None or not math.isfinite(acc):
             continue
         overrides = trial_overrides(params, values)
-        if make_run(params, overrides, spec.seed).config != spec.config:
+        yield DoneRun(run_id, spec.config, values, overrides,
+                      make_run(params, overrides, spec.seed).config, metrics, float(acc),
+                      labels.get(run_id, []))
+
+
+def candidates(study: Study, space: SearchSpace) -> list[WarmRun]:
+    """The study's completed runs that a trial of this space would reproduce."""
+    found: dict[str, WarmRun] = {}
+    for r in done_runs_in_space(study, space):
+        if r.trial_config != r.config:
             continue  # a key outside the space differs: not what a trial would train
-        key = run_signature(spec.config)[:16]
-        w = found.setdefault(key, WarmRun(key, values, overrides))
-        w.run_ids.append(run_id)
-        w.labels += [lb for lb in labels.get(run_id, []) if lb not in w.labels]
-        w.accs.append(float(acc))
-        w.n_params = metrics.get("n_params", w.n_params)
-        w.curves.append({int(h["epoch"]): float(h["val_acc"]) for h in metrics.get("history", [])
+        key = run_signature(r.config)[:16]
+        w = found.setdefault(key, WarmRun(key, r.values, r.overrides))
+        w.run_ids.append(r.run_id)
+        w.labels += [lb for lb in r.labels if lb not in w.labels]
+        w.accs.append(r.acc)
+        w.n_params = r.metrics.get("n_params", w.n_params)
+        w.curves.append({int(h["epoch"]): float(h["val_acc"])
+                         for h in r.metrics.get("history", [])
                          if h.get("val_acc") is not None and math.isfinite(h["val_acc"])})
     return list(found.values())
 
