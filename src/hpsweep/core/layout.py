@@ -205,14 +205,13 @@ class OptunaLayout:
         return [optuna_figure_path(self.figures_dir, n)
                 for n in optuna_figure_names(self.multi_objective)]
 
-    def collect_outputs(self) -> list[str]:
-        return [str(self.trials_csv), str(self.best_params_path), *map(str, self.figure_paths())]
-
     def collect_output_map(self) -> dict[str, Path]:
         """collect's files by key (the optuna_collect rule's named outputs)."""
         return {"trials": self.trials_csv, "best": self.best_params_path,
-                **{f"optuna_{n}": optuna_figure_path(self.figures_dir, n)
-                   for n in optuna_figure_names(self.multi_objective)}}
+                **{p.stem: p for p in self.figure_paths()}}  # optuna_<figure>
+
+    def collect_outputs(self) -> list[str]:
+        return [str(p) for p in self.collect_output_map().values()]
 
 
 # -- final retrain ---------------------------------------------------------------------------

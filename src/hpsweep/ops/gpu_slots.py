@@ -88,7 +88,8 @@ def gpu_slot(jobs_per_gpu: int = 1, *, environ: MutableMapping[str, str] = os.en
         yield None
         return
     directory = lock_dir(environ)
-    candidates = [(d, k) for k in range(max(1, jobs_per_gpu)) for d in devices]
+    per_gpu = max(1, jobs_per_gpu)
+    candidates = [(d, k) for k in range(per_gpu) for d in devices]
     waited_since = None
     while True:
         for device, k in candidates:
@@ -100,7 +101,7 @@ def gpu_slot(jobs_per_gpu: int = 1, *, environ: MutableMapping[str, str] = os.en
             if waited_since is None:
                 waited_since = time.monotonic()
                 log.info("gpu slot: all %d slots (%d GPUs x %d) are taken; waiting",
-                         len(candidates), len(devices), max(1, jobs_per_gpu))
+                         len(candidates), len(devices), per_gpu)
             time.sleep(poll_s)
             continue
         break
@@ -110,7 +111,7 @@ def gpu_slot(jobs_per_gpu: int = 1, *, environ: MutableMapping[str, str] = os.en
     environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     environ["CUDA_VISIBLE_DEVICES"] = device
     slot = Slot(device, k, path)
-    log.info("gpu slot: device %s (slot %d of %d on it)%s", device, k, max(1, jobs_per_gpu),
+    log.info("gpu slot: device %s (slot %d of %d on it)%s", device, k, per_gpu,
              f", after waiting {time.monotonic() - waited_since:.0f} s" if waited_since else "")
     try:
         yield slot
