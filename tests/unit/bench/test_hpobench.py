@@ -10,12 +10,16 @@ import torch
 from tunefixtures import synthetic_tensors
 
 from hpsweep.bench.hpo import (
+    BASELINE,
     METHODS,
+    STUDY_PATH,
     benchmark,
     grid_configs,
     main,
     search,
+    study_path,
     sweep_configs,
+    target_of,
 )
 from hpsweep.data.prepared import save_prepared
 
@@ -82,8 +86,30 @@ def test_benchmark_table_rows():
     assert rows[0]["method"] == "exhaustive grid" and rows[0]["share_of_grid"] == 1.0
     assert [r["method"] for r in rows[1:]] == list(METHODS)
     for r in rows[1:]:
-        assert 0 <= r["median_epochs"] <= head["grid_epochs"]
+        assert 0 <= r["q1_epochs"] <= r["median_epochs"] <= r["q3_epochs"] <= \
+            r["worst_epochs"] <= head["grid_epochs"]
         assert r["reached"] <= 2
+
+
+def test_the_target_is_the_top_share_of_configurations():
+    curves = {(i,): [i / 100] for i in range(100)}
+    assert target_of(curves, 0.02, None) == 0.98  # the 2nd best of 100
+    assert target_of(curves, 0.001, None) == 0.99  # at least the best itself
+    assert target_of(curves, 0.02, 0.05) == pytest.approx(0.94)  # best - tolerance
+
+
+def test_study_path_pays_its_sweeps_and_tries_the_promoted_first():
+    # the best configuration is a sweep member; its low-fidelity run ranks it first
+    best = sweep_configs(GRID, BASELINE)[-1]
+    curves = table(best)
+    low = {c: [0.5 if c != best else 0.6] * 2 for c in sweep_configs(GRID, BASELINE)}
+    out = study_path(0, GRID, curves, low, promote=3, target=0.897, budget=10_000)
+    # the sweeps' epochs, then the first promoted trial reaches the target in one full run
+    assert out.reached and out.trials == 1
+    assert out.epochs == 2 * len(low) + 4
+    head, rows = benchmark(curves, GRID, None, repeats=3, top=0.02, low=low)
+    assert rows[-1]["method"] == STUDY_PATH and rows[-1]["median_epochs"] == out.epochs
+    assert head["low_epochs"] == 2 and head["promote"] == 3
 
 
 def test_cli_trains_a_tiny_grid_and_reuses_it(tmp_path, capsys):
@@ -98,10 +124,13 @@ def test_cli_trains_a_tiny_grid_and_reuses_it(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "grid: 4 configs x 2 epochs = 8 epochs" in out
     assert "TPE + Hyperband + warm start" in out
+    assert STUDY_PATH in out
     saved = json.loads((tmp_path / "w/bench_hpo.json").read_text())
-    assert len(saved["rows"]) == 1 + len(METHODS)
+    assert len(saved["rows"]) == 1 + len(METHODS) + 1
     runs = sorted(p.name for p in (tmp_path / "w/runs").iterdir())
-    assert len(runs) == 4
+    # the grid, and the sweep members around the baseline at the path's low epochs
+    sweeps = len(sweep_configs(grid, BASELINE))
+    assert len(runs) == 4 + sweeps and sum(r.endswith("_e2") for r in runs) == sweeps
     stamp = {r: (tmp_path / "w/runs" / r / "metrics.json").stat().st_mtime_ns for r in runs}
     assert main(args) == 0  # second call: finished grid runs are reused, not retrained
     assert stamp == {r: (tmp_path / "w/runs" / r / "metrics.json").stat().st_mtime_ns
