@@ -11,6 +11,7 @@ core/        the study itself
     ids.py           ENGINE_VERSION (the engine's identity) and run_signature (the hash)
     layout.py        where every output lives (StudyPaths, per-stage paths): one owner
     study.py         a loaded study: params, paths, plan
+    budget.py        a budgeted study's frozen plan (study.budget): its lock and overlay
     params_deps.py   which params keys each rule depends on; the params stamps
     runstatus.py     how a run ended (RunStatus) and which endings count
     metric_names.py  per-epoch metric keys and their TensorBoard tags
@@ -29,7 +30,8 @@ analysis/    extract (TensorBoard -> tables), tables (summary CSVs), plots, repo
              number formats), tracking (MLflow export)
 ops/         status (`hpsweep status` collects), status_text (and prints), jobs (what
              Snakemake jobs share), gpu_slots (a GPU of its own for each training
-             job), dvcyaml, estimate (`hpsweep plan --estimate`)
+             job), dvcyaml, estimate (`hpsweep plan --estimate`), planner (fits a
+             study into study.budget; `hpsweep plan`)
 bench/       throughput (`hpsweep bench`), hpo (`hpsweep bench-hpo`)
 cli.py       the `hpsweep` command
 """

@@ -82,12 +82,18 @@ def _cmd_bench_hpo(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from hpsweep.core.study import Study
+    from hpsweep.ops.planner import plan_and_freeze, render, written_study
 
-    study = Study.load(args.params)
+    written = written_study(args.params)
+    lock, made = plan_and_freeze(written, update=args.update)
+    study = Study.load(args.params, lock=lock)
     plan = study.plan
     for m in plan.members:
         print(f"{m.group:8s} {m.name:16s} {m.label:40s} seed={m.seed} {m.run_id}")
     print(f"{len(plan.members)} runs in sweeps/grids/configs; {len(plan.runs)} distinct to train")
+    if lock["budget"]:
+        when = "planned now" if made else "frozen earlier; --update re-plans"
+        print(f"\nBudget plan ({when}: {written.paths.plan_lock}):\n{render(lock)}")
     if args.estimate:
         from hpsweep.ops.estimate import estimate, render
 
@@ -251,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
         command(sub, name, func, help, add_help=False).add_argument(
             "bench_args", nargs=argparse.REMAINDER)
 
-    p = command(sub, "plan", _cmd_plan, "list the runs the params file expands to", params)
+    p = command(sub, "plan", _cmd_plan, "list the runs the params file expands to; with "
+                "study.budget, fit the study into it and freeze the plan", params)
+    p.add_argument("--update", action="store_true",
+                   help="re-plan a budgeted study (recalibrating) even if its plan is current")
     p.add_argument("--estimate", action="store_true",
                    help="and what each stage will cost on this machine (calibrates once)")
     p.add_argument("--cores", type=int, default=None,

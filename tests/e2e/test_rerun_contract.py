@@ -56,6 +56,10 @@ EXPLICIT: dict[str, dict[str, Any]] = {
     "sweeps.batch_size.param": {"sweeps.batch_size.param": "train.eval_batch_size"},
     "grids.lr_x_batch.x.param": {"grids.lr_x_batch.x.param": "train.eval_batch_size"},
     "grids.lr_x_batch.y.param": {"grids.lr_x_batch.y.param": "train.weight_decay"},
+    # a budget the quick study fits as written: its plan lowers nothing, so only the
+    # report (which shows the budget) reruns; a budget that lowers values reruns what
+    # reads them, through their stamps (tests/unit/ops/test_planner.py)
+    "study.budget": {"study.budget": 10_000.0},
     # a CNN baseline: MLP-only overrides (the wide config, the width dimension) go too
     "model.arch": {"model": {"arch": "cnn"}, "configs.wide.model.width": None,
                    "optuna.space.model.width": None},
@@ -265,6 +269,8 @@ def test_a_changed_key_reruns_exactly_what_depends_on_it(contract, quick_study, 
     with ThreadPoolExecutor(max_workers=2) as pool:
         problems = [p for p in pool.map(check, prepared) if p]
     assert not problems, "\n".join(problems)
+    # the budgeted variant was planned for its dry run, and a dry run freezes nothing
+    assert not (quick_study / "results/quick/plan/lock.json").exists()
     assert scheduled(quick_study, quick_study / "params.toml", profile) == set()
 
 

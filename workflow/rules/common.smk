@@ -5,9 +5,17 @@
 
 from hpsweep.core import layout as _layout
 from hpsweep.core.params_deps import SnakemakeStamps
-from hpsweep.ops.jobs import load_study_or_exit, training_job_threads
+from hpsweep.ops.jobs import freeze_plan, load_study_or_exit, training_job_threads
 
+# A budgeted study (study.budget > 0) trains what its frozen plan says; without a current
+# plan, loading plans it, and a real run freezes it before any job starts.
 STUDY = load_study_or_exit(config.get("params", "params.toml"))
+
+
+onstart:
+    freeze_plan(STUDY)
+
+
 PATHS = STUDY.paths
 TUNER = _layout.OptunaLayout(STUDY)
 # rule -> <results>/params/<stage>/<rule>.json: the params keys its outputs depend on

@@ -60,10 +60,11 @@ def _seconds(rows: list[dict[str, Any]]) -> float:
 
 
 def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
-                   optuna: dict | None, final: dict | None) -> None:
+                   optuna: dict | None, final: dict | None,
+                   plan_lock: dict | None = None) -> None:
     """Per stage: its runs, their summed training time, and the best accuracy after it.
     ``optuna``: the best trial's value and trials.csv as the report's Optuna section read
-    them (None: not run)."""
+    them (None: not run). ``plan_lock``: a budgeted study's frozen plan (core.budget)."""
     rows = []
     runs = table.drop_duplicates("run_id")
     done = runs[runs["status"] != "missing"]
@@ -97,3 +98,19 @@ def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
             "control rows are test accuracy, mean ± 95 % CI over the seeds.",
             md_table(["stage", "runs", "training time", "best accuracy after it"], rows,
                      "llrl"))
+    if plan_lock is not None:
+        doc.add(budget_text(plan_lock))
+
+
+def budget_text(lock: dict) -> str:
+    """A budgeted study's plan in one paragraph: the budget, the planned minutes per
+    stage and the values the planner chose (params.toml's are the bounds)."""
+    stages = ", ".join(f"{s['stage']} {s['minutes']:.1f}" for s in lock["stages"])
+    chosen = [f"`{k} = {v}` (params.toml: {lock['bounds'][k]})"
+              for k, v in lock["chosen"].items() if v != lock["bounds"][k]]
+    return (f"**Budget**: {lock['budget']:g} min of wall time on a machine with "
+            f"{lock['machine']['job_slots']} training job(s) at once; planned "
+            f"{lock['total_minutes']:.1f} min ({stages}), against "
+            f"{lock['as_written_minutes']:.1f} min for the study as written. "
+            + ("The planner chose " + ", ".join(chosen) + "." if chosen
+               else "The study as written fits: nothing was lowered."))

@@ -12,6 +12,8 @@ reports), the dataset files and each run's directory are StudyPaths, below.
     <results>/final/                                    final_run, final_summary
     <reports>/report.md, <reports>/figures/             plots, report
     <results>/mlflow/                                   mlflow_export
+    <results>/plan/lock.json                            a budgeted study's frozen plan
+                                                        (hpsweep plan, core.budget)
     <results>/params/<stage>/<rule>.json                what each rule was made from
                                                         (hpsweep.core.params_deps)
 """
@@ -67,6 +69,11 @@ class StudyPaths:
 
     def run_dir(self, run_id: str) -> Path:
         return self.results_dir / "runs" / run_id
+
+    @property
+    def plan_lock(self) -> Path:
+        """A budgeted study's frozen plan (hpsweep.core.budget)."""
+        return self.results_dir / "plan" / "lock.json"
 
     @property
     def logs(self) -> Path:

@@ -135,7 +135,8 @@ RULES: dict[str, RuleParams] = {r.rule: r for r in [
         reads="analysis.plots.make_figures"),
     # The report describes the whole study: its setup, every stage's settings and results.
     RuleParams("report", "report", _keys(
-        RUN_CONFIG, PLAN, "study.name", "optuna", "final", "report", _RES, _REP, _DATA),
+        RUN_CONFIG, PLAN, "study.name", "study.budget", "optuna", "final", "report", _RES, _REP,
+        _DATA),
         after=("summarize", "summary_tables", "plots", "optuna_collect", "final_summary"),
         reads="analysis.report.build_report"),
     RuleParams("mlflow_export", "tracking", _keys(

@@ -35,6 +35,11 @@ class StudyConfig(_Strict):
     # Training jobs that may share one GPU (ops.gpu_slots); scheduling only, no result
     # depends on it. `--resources gpu` then counts GPUs x jobs_per_gpu.
     jobs_per_gpu: int = Field(1, ge=1, le=64)
+    # Wall-clock minutes the study may take on the machine that runs it; 0 = the explicit
+    # fidelities. > 0: `hpsweep plan` (or Snakemake, first) fits train.epochs (the
+    # sweeps'), optuna.n_trials and optuna.minutes into it and freezes the plan
+    # (ops.planner, core.budget).
+    budget: float = Field(0, ge=0, le=100_000)
     results_dir: str = "results"
     reports_dir: str = "reports"
     data_dir: str = "data"

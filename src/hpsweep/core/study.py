@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
+from hpsweep.core import budget
 from hpsweep.core.gpus import gpu_visible
 from hpsweep.core.layout import StudyPaths
 from hpsweep.core.plan import StudyPlan, expand
@@ -19,13 +21,28 @@ from hpsweep.core.schema import Params, load_params
 @dataclass
 class Study:
     params_path: Path
-    params: Params
+    params: Params  # what trains: a budgeted study's planned values overlaid
     paths: StudyPaths
+    # A budgeted study's plan (core.budget; None with study.budget = 0) and the
+    # params.toml values it was planned from (the planned keys' upper bounds).
+    plan_lock: dict[str, Any] | None = None
+    written: Params | None = None
 
     @classmethod
-    def load(cls, params_path: str | Path = "params.toml", root: str | Path = ".") -> Study:
-        params = load_params(params_path)
-        return cls(Path(params_path), params, StudyPaths.from_params(params, root))
+    def load(cls, params_path: str | Path = "params.toml", root: str | Path = ".", *,
+             lock: dict[str, Any] | None = None) -> Study:
+        """The validated study. A budgeted one needs its frozen plan: ``lock``, else
+        <results>/plan/lock.json; a missing or outdated plan is a ParamsError that says
+        to run `hpsweep plan` (ops.jobs.load_study_or_exit plans instead)."""
+        written = load_params(params_path)
+        paths = StudyPaths.from_params(written, root)
+        if not written.study.budget:
+            return cls(Path(params_path), written, paths)
+        lock = lock if lock is not None else budget.read_lock(paths.plan_lock)
+        why = budget.why_not_current(lock, written)
+        if why:
+            raise budget.no_plan_error(written, paths.plan_lock, why)
+        return cls(Path(params_path), budget.apply_lock(written, lock), paths, lock, written)
 
     @cached_property
     def plan(self) -> StudyPlan:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from hpsweep.core.params_deps import rules_of, stage_params
+from hpsweep.core.budget import PLAN_INPUTS
+from hpsweep.core.params_deps import covers, rules_of, stage_params
 from hpsweep.core.schema import Params
 
 # The inner Snakemake: the local profile (rerun policy, keep-going, gpu=1).
@@ -28,6 +29,8 @@ SNAKEMAKE = "snakemake --profile profiles/local --config params=params.toml"
 # The package's folders are its stages (see hpsweep/__init__.py), so deps are folders.
 LIBRARY_CORE = ["src/hpsweep/core", "src/hpsweep/ops/jobs.py"]
 TRAINER = ["src/hpsweep/training"]
+# What a budgeted study trains (core.budget): every stage that trains or reports reads it.
+PLAN_LOCK = "{results}/plan/lock.json"
 
 
 @dataclass
@@ -41,12 +44,21 @@ class Stage:
     before: str = ""
     # Rerun the target whenever DVC runs the stage (for an idempotent, incremental job).
     forcerun: bool = False
+    # A stage that is not a Snakemake target: its command and the params keys it reads.
+    cmd: str = ""
+    params: tuple[str, ...] = ()
 
     @property
     def rules(self) -> list[str]:
         return rules_of(self.name)
 
     def to_dict(self, params: Params) -> dict:
+        if self.cmd:
+            folders = _folders(params)
+            return {"desc": self.desc, "cmd": self.cmd,
+                    "deps": [d.format(**folders) for d in self.deps],
+                    "params": [{"params.toml": _outermost(self.params)}],
+                    "outs": [o.format(**folders) for o in self.outs]}
         allowed = " ".join(self.rules)
         force = f" --forcerun {self.target}" if self.forcerun else ""
         cmd = f"{SNAKEMAKE}{force} --allowed-rules {allowed} -- {self.target}"
@@ -66,6 +78,12 @@ class Stage:
         outs.append({f"{folders['results']}/params/{self.name}": {"persist": True}})
         d["outs"] = outs
         return d
+
+
+def _outermost(keys: tuple[str, ...]) -> list[str]:
+    """The keys, each once, without those another one covers ("train" covers "train.lr")."""
+    unique = list(dict.fromkeys(keys))
+    return [k for k in unique if not any(covers(o, k) and o != k for o in unique)]
 
 
 def _folders(params: Params) -> dict[str, str]:
@@ -103,11 +121,23 @@ STAGES = [
         outs=["{data}/raw", "{data}/prepared"],
     ),
     Stage(
+        name="plan",
+        desc="A budgeted study's plan (study.budget): calibrate, fit the fidelities into the "
+             "budget, freeze them. With budget 0 a constant record.",
+        target="",
+        cmd="hpsweep plan --params params.toml",
+        # the prepared data's sizes price a CSV study (the IDX datasets' are fixed)
+        deps=["{data}/prepared", "src/hpsweep/ops/planner.py", "src/hpsweep/ops/estimate.py",
+              "src/hpsweep/core/budget.py"],
+        params=PLAN_INPUTS,
+        outs=[PLAN_LOCK],
+    ),
+    Stage(
         name="sweeps",
         desc="Single-parameter sweeps, 2-D grids and named configs; extraction; tables.",
         target="summary_tables",
-        deps=["{data}/prepared", *LIBRARY_CORE, *TRAINER, "src/hpsweep/analysis/tables.py",
-              "src/hpsweep/analysis/extract.py"],
+        deps=[PLAN_LOCK, "{data}/prepared", *LIBRARY_CORE, *TRAINER,
+              "src/hpsweep/analysis/tables.py", "src/hpsweep/analysis/extract.py"],
         # Run directories are named by their signature, so keeping them between
         # runs (persist) cannot mix results of other params or code.
         persist=["{results}/runs"],
@@ -119,7 +149,7 @@ STAGES = [
         name="optuna",
         desc="Optuna refinement: warm-started from the sweeps, n_workers parallel jobs.",
         target="optuna_collect",
-        deps=["{data}/prepared", "{results}/summary", *LIBRARY_CORE, *TRAINER,
+        deps=[PLAN_LOCK, "{data}/prepared", "{results}/summary", *LIBRARY_CORE, *TRAINER,
               "src/hpsweep/tuning"],
         # Studies and trial runs are keyed by a signature of space, data and code.
         persist=["{results}/optuna"],
@@ -129,7 +159,7 @@ STAGES = [
         desc="Retrain the best configuration and the baseline control with final.seeds; "
              "test accuracy ± 95 % CI, gain over the control.",
         target="final_summary",
-        deps=["{data}/prepared", "{results}/optuna", *LIBRARY_CORE, *TRAINER,
+        deps=[PLAN_LOCK, "{data}/prepared", "{results}/optuna", *LIBRARY_CORE, *TRAINER,
               "src/hpsweep/final"],
         outs=["{results}/final"],
     ),
@@ -137,7 +167,7 @@ STAGES = [
         name="report",
         desc="Figures and the Markdown report.",
         target="report",
-        deps=["{results}/summary", "{results}/optuna", "{results}/final",
+        deps=[PLAN_LOCK, "{results}/summary", "{results}/optuna", "{results}/final",
               "src/hpsweep/analysis/plots.py", "src/hpsweep/analysis/report.py"],
         # Not the whole reports folder: git keeps its README.
         outs=["{reports}/report.md", "{reports}/figures"],

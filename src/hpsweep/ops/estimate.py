@@ -10,10 +10,12 @@ already completed count with the time they took.
 Every Snakemake job also pays a start-up (Python, torch and pandas imports: about 2 s
 on a small CPU, measured once and cached too), which dominates small studies.
 Optuna trials are priced as the mean of a few configurations drawn from the search
-space (seeded, through the trials' own sampling path) at full length: pruning makes
-them shorter. The final retrain is priced with Optuna's best configuration once it
-exists, before that like a typical trial; the control (final.control) as the baseline
-at the same epochs. Not counted: data download and set-up.
+space (seeded, through the trials' own sampling path), pruning included: the
+promoted trials and those before the pruner's start-up run their full length, later
+ones PRUNED_LENGTH of it (see there). The final retrain is priced with Optuna's best
+configuration once it exists, before that like a typical trial; the control
+(final.control) as the baseline at the same epochs. Not counted: data download and
+set-up.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,15 @@ from hpsweep.core.study import Study
 from hpsweep.ops.jobs import TRAIN_THREADS, torch_threads
 from hpsweep.training.runstore import read_metrics
 
+# Expected length of an Optuna trial after the pruner's start-up, as a fraction of a full
+# trial. median: measured in the default study (2026-12-06): of its 7 sampled trials 6 were
+# pruned, after 6-10 of 20 epochs, one ran to the end -> (6 x 0.4 + 1) / 7 = 0.49.
+# successive_halving / hyperband (min_resource 1, reduction 3 or 4) keep about a quarter
+# of the trials past each rung: a prior, not measured here. none: no pruning.
+PRUNED_LENGTH = {"median": 0.5, "wilcoxon": 0.5, "successive_halving": 0.35,
+                 "hyperband": 0.35, "none": 1.0}
+# Completed trials before the median pruner prunes (tuning.algorithms.make_pruner).
+PRUNER_STARTUP = 5
 CALIBRATION_STEPS = 40  # timed training steps per shape (after a warm-up epoch)
 CALIBRATION_VAL = 1024  # validation samples timed per shape
 SPACE_DRAWS = 5  # configurations drawn from the Optuna space to price a typical trial
@@ -117,12 +129,19 @@ def calibrate(run_cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes
     return cost
 
 
-def job_startup_s(cache_dir: Path) -> float:
-    """Seconds a Snakemake job spends before its work: the imports every script makes."""
-    path = cache_dir / "job_startup.json"
+# What a job imports before its work: a training job (torch) and a light one (an
+# extract job reads TensorBoard events: about 0.3 s against 2 s on a small CPU).
+STARTUP_IMPORTS = {"training": "import hpsweep.training.engine, pandas",
+                   "light": "import hpsweep.analysis.extract"}
+
+
+def job_startup_s(cache_dir: Path, kind: str = "training") -> float:
+    """Seconds a Snakemake job spends before its work: the imports its script makes
+    (the median of three cold starts, cached)."""
+    path = cache_dir / f"job_startup_{kind}.json"
     if path.is_file():
         return json.loads(path.read_text())["seconds"]
-    code = "import hpsweep.training.engine, hpsweep.analysis.extract, pandas"
+    code = STARTUP_IMPORTS[kind]
     took = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -170,82 +189,136 @@ class _Inputs:
     shape: tuple[int, ...]
     num_classes: int
     cache: Path  # <results>/calibration/
-    startup: float  # seconds a job spends on its imports
+    startup: float  # seconds a training job spends on its imports
+    light: float  # seconds an extract job spends on its imports
     base: dict[str, Any]  # the baseline's run config
     draws: list[dict[str, Any]]  # run configs drawn from the Optuna space
+    # True: price everything as if nothing ran yet (the budget planner: the same params
+    # give the same plan whatever is already done).
+    fresh: bool = False
+    # The shape's Cost; the planner's tests pass a fake one (a slower machine).
+    cost_of: Callable[..., Cost] = calibrate
 
     def seconds(self, cfg: dict[str, Any], epochs: int, n_train: int, n_val: int,
                 n_test: int = 0) -> float:
-        cost = calibrate(cfg, self.shape, self.num_classes, self.cache)
+        cost = self.cost_of(cfg, self.shape, self.num_classes, self.cache)
         return _run_seconds(cost, epochs, n_train, n_val, n_test)
 
 
-def estimate(study: Study) -> list[StageEstimate]:
-    """Stage by stage, what the study will train and for how long."""
-    manifest_path = study.paths.manifest
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path} is missing: the estimate needs the prepared "
-                                "data's sizes; run `hpsweep data fetch` first")
-    manifest = json.loads(manifest_path.read_text())
+def dataset_sizes(study: Study) -> tuple[dict[str, int], tuple[int, ...], int]:
+    """(samples per split, input shape, classes): the prepared data's manifest, or where
+    the data is not prepared yet, for the IDX datasets, their fixed sizes."""
+    from hpsweep.data.sources import get_spec
+
+    path = study.paths.manifest
+    if path.is_file():
+        m = json.loads(path.read_text())
+        return m["counts"], tuple(m["input_shape"]), m["num_classes"]
+    d = study.params.data
+    spec = get_spec(d.dataset)
+    if spec.kind != "idx":
+        raise FileNotFoundError(f"{path} is missing: pricing a {d.dataset} study needs the "
+                                "prepared data's sizes; run `hpsweep data fetch` first")
+    shapes = {f.split: f.shape for f in spec.files if f.kind == "images"}
+    n = shapes["train"][0]
+    val = round(n * d.val_fraction)
+    train = min(d.train_subset, n - val) if d.train_subset else n - val
+    return ({"train": train, "val": val, "test": shapes["test"][0]},
+            (1, *shapes["train"][1:]), len(spec.classes))
+
+
+def study_inputs(study: Study, *, fresh: bool = False,
+                 cost_of: Callable[..., Cost] = calibrate) -> _Inputs:
     params = study.params
+    counts, shape, classes = dataset_sizes(study)
     cache = study.paths.results_dir / "calibration"
-    x = _Inputs(study, manifest["counts"], tuple(manifest["input_shape"]),
-                manifest["num_classes"], cache, job_startup_s(cache),
-                make_run(params, {}, params.study.seeds[0]).config,
-                _space_draws(study) if params.optuna.enabled and params.optuna.space else [])
-    out = [_sweeps_stage(x)]
-    if params.optuna.enabled:
-        out.append(_optuna_stage(x))
-    if params.final.enabled:
-        out.append(_final_stage(x))
-    # plots, report and the MLflow export: start-ups and seconds of work
-    out.append(StageEstimate("report", 0, "-", 0, 3 * x.startup / 60, 1))
+    return _Inputs(study, counts, shape, classes, cache, job_startup_s(cache),
+                   job_startup_s(cache, "light"),
+                   make_run(params, {}, params.study.seeds[0]).config,
+                   _space_draws(study) if params.optuna.enabled and params.optuna.space
+                   else [], fresh, cost_of)
+
+
+def estimate(study: Study, x: _Inputs | None = None) -> list[StageEstimate]:
+    """Stage by stage, what the study will train and for how long."""
+    x = x or study_inputs(study)
+    out = [sweeps_stage(x)]
+    if study.params.optuna.enabled:
+        out.append(optuna_stage(x))
+    if study.params.final.enabled:
+        out.append(final_stage(x))
+    out.append(report_stage(x))
     return out
 
 
-def _sweeps_stage(x: _Inputs) -> StageEstimate:
+def report_stage(x: _Inputs) -> StageEstimate:
+    """plots, report and the MLflow export: start-ups and seconds of work."""
+    return StageEstimate("report", 0, "-", 0, 3 * x.startup / 60, 1)
+
+
+def sweeps_stage(x: _Inputs) -> StageEstimate:
     study, counts = x.study, x.counts
     runs = list(study.plan.runs.values())
     job_s, done, epochs = 0.0, 0, set()
     for spec in runs:
         t = spec.config["train"]
         epochs.add(t["epochs"])
-        m = read_metrics(study.paths.run_dir(spec.run_id))
+        m = None if x.fresh else read_metrics(study.paths.run_dir(spec.run_id))
         if m is not None:
             done += 1
             job_s += m.get("total_time_s") or 0.0
             continue
         job_s += x.seconds(spec.config, t["epochs"], counts["train"], counts["val"])
     # a train and an extract job per run left, then summarize and summary_tables
-    job_s += (2 * (len(runs) - done) + 2) * x.startup
+    job_s += (len(runs) - done + 2) * x.startup + (len(runs) - done) * x.light
     return StageEstimate("sweeps, grids, configs", len(runs), _span(epochs),
                          counts["train"], job_s / 60, len(runs) - done, done)
 
 
-def _optuna_stage(x: _Inputs) -> StageEstimate:
+def trial_seconds(x: _Inputs) -> float:
+    """Seconds of one full-length trial: the mean over the configurations drawn from the
+    space, every fold trained."""
+    o = x.study.params.optuna
+    n_tr, n_va = _trial_split(x)
+    per_trial = [max(1, o.cv_folds) * x.seconds(c, c["train"]["epochs"], n_tr, n_va)
+                 for c in (x.draws or [x.base])]
+    return sum(per_trial) / len(per_trial)
+
+
+def _trial_split(x: _Inputs) -> tuple[int, int]:
     o, counts = x.study.params.optuna, x.counts
-    folds = max(1, o.cv_folds)
+    if not o.cv_folds:
+        return counts["train"], counts["val"]
     pool = counts["train"] + counts["val"]
-    n_tr = counts["train"] if not o.cv_folds else pool * (o.cv_folds - 1) // o.cv_folds
-    n_va = counts["val"] if not o.cv_folds else pool // o.cv_folds
-    trial_cfgs = x.draws or [x.base]
-    # a trial's config already holds optuna.epochs (tuning.space.trial_overrides)
-    per_trial = [folds * x.seconds(c, c["train"]["epochs"], n_tr, n_va) for c in trial_cfgs]
-    trial_s = sum(per_trial) / len(per_trial)
-    finished = _finished_trials(x.study)
-    left = max(0, o.n_trials - finished)
+    return pool * (o.cv_folds - 1) // o.cv_folds, pool // o.cv_folds
+
+
+def trial_lengths(optuna_cfg, n_trials: int, finished: int = 0) -> float:
+    """Full-trial equivalents the trials ``finished`` .. ``n_trials`` - 1 cost: the
+    promoted ones and those before the pruner's start-up count whole, later ones
+    PRUNED_LENGTH (warm-start trials, which count towards the start-up, are ignored:
+    the estimate errs long)."""
+    whole = max(optuna_cfg.promote, PRUNER_STARTUP if optuna_cfg.pruner == "median" else 1)
+    later = PRUNED_LENGTH[optuna_cfg.pruner]
+    return sum(1.0 if i < whole else later for i in range(finished, n_trials))
+
+
+def optuna_stage(x: _Inputs) -> StageEstimate:
+    o = x.study.params.optuna
+    finished = 0 if x.fresh else _finished_trials(x.study)
     jobs_s = (o.n_workers + 2) * x.startup  # setup, the workers, collect
-    return StageEstimate("optuna", o.n_trials, _span({c["train"]["epochs"] for c in trial_cfgs}),
-                         n_tr, (left * trial_s + jobs_s) / 60, o.n_workers,
-                         min(finished, o.n_trials))
+    job_s = trial_lengths(o, o.n_trials, min(finished, o.n_trials)) * trial_seconds(x) + jobs_s
+    epochs = {c["train"]["epochs"] for c in (x.draws or [x.base])}
+    return StageEstimate("optuna", o.n_trials, _span(epochs), _trial_split(x)[0], job_s / 60,
+                         o.n_workers, min(finished, o.n_trials))
 
 
-def _final_stage(x: _Inputs) -> StageEstimate:
+def final_stage(x: _Inputs) -> StageEstimate:
     params, counts = x.study.params, x.counts
     f = params.final
     n_tr = counts["train"] + (counts["val"] if f.train_on_val else 0)
     best = OptunaLayout(x.study).best_params_path
-    if params.optuna.enabled and best.is_file():
+    if params.optuna.enabled and best.is_file() and not x.fresh:
         candidates = [json.loads(best.read_text())["config"]]
     else:  # not chosen yet: a typical trial's configuration (or the baseline)
         candidates = (x.draws if params.optuna.enabled else []) or [x.base]
@@ -295,4 +368,5 @@ def render(stages: list[StageEstimate], cores: int | None = None) -> str:
                             f"wall min ({slots} job(s) at once)"],
                      colalign=("left", *["right"] * 6), disable_numparse=True)
     return (table + "\nTraining and job start-ups, calibrated on this machine "
-            "(<results>/calibration/); Optuna at full length (pruning shortens it).")
+            "(<results>/calibration/); Optuna trials after the pruner's start-up at "
+            "PRUNED_LENGTH of their length (hpsweep.ops.estimate).")

@@ -14,12 +14,35 @@ from hpsweep.core.study import Study
 
 
 def load_study_or_exit(params_path: str) -> Study:
-    """Validate before any job starts: print one line per problem and exit 2."""
+    """Validate before any job starts: print one line per problem and exit 2.
+
+    A budgeted study without its current plan (core.budget) is planned here, in memory,
+    and its table printed: the Snakefile's `onstart` freezes it (freeze_plan) when a
+    real run starts, so a dry run plans without writing anything."""
+    from hpsweep.core.budget import NoPlanError
+
     try:
-        return Study.load(params_path)
+        try:
+            return Study.load(params_path)
+        except NoPlanError:
+            from hpsweep.ops.planner import make_plan, render, written_study
+
+            lock = make_plan(written_study(params_path))
+            print(f"Budget plan (not frozen yet):\n{render(lock)}", file=sys.stderr)
+            return Study.load(params_path, lock=lock)
     except ParamsError as e:
         print(str(e), file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def freeze_plan(study: Study) -> None:
+    """Write a budgeted study's plan to its lock file unless it is already there (the
+    Snakefile's `onstart`: only a real run freezes what it is about to train)."""
+    from hpsweep.core.atomic import write_json
+    from hpsweep.core.budget import read_lock
+
+    if study.plan_lock is not None and read_lock(study.paths.plan_lock) != study.plan_lock:
+        write_json(study.paths.plan_lock, study.plan_lock)
 
 
 @contextlib.contextmanager

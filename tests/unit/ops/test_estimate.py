@@ -85,8 +85,12 @@ def test_wall_time_divides_by_the_jobs_that_run_at_once():
     assert s.wall_min(1) == 8.0 and s.wall_min(4) == 2.0 and s.wall_min(16) == 1.0
 
 
-def test_without_prepared_data_the_cli_says_what_to_run(tmp_path):
-    study = make_study(tmp_path)
+def test_without_prepared_data_idx_sizes_are_known_others_say_what_to_run(tmp_path):
+    # Fashion-MNIST's sizes are fixed: priced before its data is prepared.
+    counts, shape, classes = est.dataset_sizes(make_study(tmp_path / "idx"))
+    assert counts == {"train": 54000, "val": 6000, "test": 10000}
+    assert shape == (1, 28, 28) and classes == 10
+    study = make_study(tmp_path, data={"dataset": "csv", "csv_path": "digits.csv"})
     out = subprocess.run([sys.executable, "-m", "hpsweep.cli", "plan", "--estimate",
                           "--params", str(study.params_path)], cwd=tmp_path,
                          capture_output=True, text=True)

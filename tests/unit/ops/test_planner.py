@@ -1,0 +1,152 @@
+"""study.budget: the planner fits the fidelities into the budget, and its frozen plan (the
+lock) fixes what trains until the params change or `hpsweep plan --update`.
+
+Costs are a fake calibration (seconds per sample proportional to the model's width), so
+a "slower machine" is the same function times a factor; job start-ups are fixed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import tomli_w
+from tunefixtures import make_study, tiny_params
+
+from hpsweep.core import budget
+from hpsweep.core.atomic import write_json
+from hpsweep.core.schema import ParamsError, parse_params
+from hpsweep.core.study import Study
+from hpsweep.ops import estimate as est
+from hpsweep.ops import planner
+from hpsweep.ops.jobs import freeze_plan
+
+BOUNDS = {"train": {"epochs": 10}, "optuna": {"n_trials": 20, "epochs": 10}}
+
+
+def fake_cost(factor: float = 1.0):
+    def cost_of(cfg, shape, num_classes, cache):
+        return est.Cost(factor * 2e-6 * cfg["model"]["width"], factor * 1e-6)
+    return cost_of
+
+
+@pytest.fixture
+def written(tmp_path):
+    make_study(tmp_path, **BOUNDS)
+    cache = tmp_path / "results" / "calibration"
+    for kind in est.STARTUP_IMPORTS:  # fixed start-ups: no subprocess timing in the test
+        write_json(cache / f"job_startup_{kind}.json", {"seconds": 1.0})
+    return planner.written_study(tmp_path / "params.toml", root=tmp_path)
+
+
+def with_budget(study: Study, minutes: float) -> Study:
+    doc = study.params.model_dump(mode="json", exclude_none=True)
+    doc["study"]["budget"] = minutes
+    study.params_path.write_text(tomli_w.dumps(doc))
+    return planner.written_study(study.params_path, root=study.params_path.parent)
+
+
+def as_written_minutes(study: Study) -> float:
+    return planner.make_plan(with_budget(study, 10_000), cost_of=fake_cost(),
+                             slots=1)["as_written_minutes"]
+
+
+def test_plan_fits_the_budget_and_is_deterministic(written):
+    full = as_written_minutes(written)
+    study = with_budget(written, round(0.6 * full, 1))
+    lock = planner.make_plan(study, cost_of=fake_cost(), slots=1)
+    assert lock == planner.make_plan(study, cost_of=fake_cost(), slots=1)
+    assert lock["total_minutes"] <= study.params.study.budget
+    assert sum(s["minutes"] for s in lock["stages"]) == pytest.approx(lock["total_minutes"],
+                                                                      abs=0.05)
+    chosen = lock["chosen"]
+    assert chosen["train.epochs"] < 10 or chosen["optuna.n_trials"] < 20
+    # trials short of the bound: each worker stops when Optuna's share is spent
+    if chosen["optuna.n_trials"] < 20:
+        assert chosen["optuna.minutes"] > 0
+    # one more epoch or trial than chosen would not have fitted
+    bigger = {**chosen, "optuna.n_trials": chosen["optuna.n_trials"] + 1}
+    priced = planner._Pricing(study, 1, fake_cost()).stages(bigger)
+    assert sum(s.wall_min(1) for s in priced) > study.params.study.budget
+
+
+def test_a_budget_the_study_fits_changes_nothing(written):
+    study = with_budget(written, 10_000)
+    lock = planner.make_plan(study, cost_of=fake_cost(), slots=1)
+    assert lock["chosen"] == lock["bounds"] == budget.planned_values(written.params)
+    planned = Study.load(study.params_path, root=study.params_path.parent, lock=lock)
+    assert planned.plan.run_ids() == written.plan.run_ids()
+
+
+def test_a_budget_too_small_for_one_run_names_the_minimum(written):
+    study = with_budget(written, 0.01)
+    with pytest.raises(ParamsError) as e:
+        planner.make_plan(study, cost_of=fake_cost(), slots=1)
+    msg = str(e.value)
+    assert "\n" not in msg and "too small" in msg and "set study.budget >= " in msg
+    minimum = int(msg.split("set study.budget >= ")[1].split()[0])
+    assert planner.make_plan(with_budget(written, minimum), cost_of=fake_cost(), slots=1)
+
+
+def test_the_lock_survives_a_slower_machine_until_update(written):
+    study = with_budget(written, round(0.5 * as_written_minutes(written), 1))
+    lock, made = planner.plan_and_freeze(study, cost_of=fake_cost(), slots=1)
+    assert made and budget.read_lock(study.paths.plan_lock) == lock
+    root = study.params_path.parent
+    run_ids = Study.load(study.params_path, root=root).plan.run_ids()
+    # A machine three times slower reuses the frozen plan: the same runs train.
+    again, made = planner.plan_and_freeze(study, cost_of=fake_cost(3.0), slots=1)
+    assert not made and again == lock
+    assert Study.load(study.params_path, root=root).plan.run_ids() == run_ids
+    # --update re-plans for it: less fits.
+    slower, made = planner.plan_and_freeze(study, update=True, cost_of=fake_cost(3.0), slots=1)
+    assert made and slower != lock
+    assert (slower["chosen"]["train.epochs"], slower["chosen"]["optuna.n_trials"]) < \
+        (lock["chosen"]["train.epochs"], lock["chosen"]["optuna.n_trials"])
+
+
+def test_changed_params_outdate_the_plan_report_keys_do_not(written):
+    study = with_budget(written, round(0.5 * as_written_minutes(written), 1))
+    planner.plan_and_freeze(study, cost_of=fake_cost(), slots=1)
+    root = study.params_path.parent
+    doc = study.params.model_dump(mode="json", exclude_none=True)
+    doc["report"]["top_k"] += 1
+    study.params_path.write_text(tomli_w.dumps(doc))
+    assert Study.load(study.params_path, root=root).plan_lock is not None
+    doc["train"]["lr"] *= 2
+    study.params_path.write_text(tomli_w.dumps(doc))
+    with pytest.raises(budget.NoPlanError) as e:
+        Study.load(study.params_path, root=root)
+    assert "\n" not in str(e.value) and "run `hpsweep plan`" in str(e.value)
+    assert "made for other params" in str(e.value)
+
+
+def test_only_a_real_run_freezes_a_plan(written):
+    study = with_budget(written, round(0.5 * as_written_minutes(written), 1))
+    lock = planner.make_plan(study, cost_of=fake_cost(), slots=1)
+    loaded = Study.load(study.params_path, root=study.params_path.parent, lock=lock)
+    assert not study.paths.plan_lock.exists()
+    freeze_plan(loaded)  # the Snakefile's onstart
+    assert budget.read_lock(study.paths.plan_lock) == lock
+    freeze_plan(Study.load(study.params_path, root=study.params_path.parent))  # unchanged
+    assert budget.read_lock(study.paths.plan_lock) == lock
+
+
+def test_budget_zero_reads_no_lock_and_the_cli_freezes_a_constant_one(tmp_path):
+    make_study(tmp_path)
+    params = tmp_path / "params.toml"
+    out = subprocess.run([sys.executable, "-m", "hpsweep.cli", "plan", "--params",
+                          str(params)], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lock = json.loads((tmp_path / "results/plan/lock.json").read_text())
+    assert lock == {"version": budget.LOCK_VERSION, "budget": 0, "chosen": {}}
+    assert "Budget plan" not in out.stdout
+    assert Study.load(params, root=tmp_path).plan_lock is None
+
+
+def test_planned_keys_are_params_keys():
+    params = parse_params(tiny_params())
+    for key in budget.PLANNED:
+        section, leaf = key.split(".")
+        assert leaf in type(getattr(params, section)).model_fields
