@@ -50,6 +50,12 @@ def _render_snakemake(st: StudyStatus) -> list[str]:
 def _render_runs(st: StudyStatus) -> list[str]:
     """Run counts by group; failed, running and stopped runs."""
     out: list[str] = []
+    lock = st.study.plan_lock
+    if lock is not None:  # a budgeted study: what its frozen plan set
+        chosen = ", ".join(f"{k} = {v}" for k, v in lock["chosen"].items()
+                           if v != lock["bounds"][k]) or "the study as written"
+        out += ["", f"Budget: {lock['budget']:g} min, planned {lock['total_minutes']:.1f} min "
+                f"({chosen}; frozen in {st.study.paths.plan_lock})"]
     t = st.totals
     out += ["", f"Runs: {len(st.runs)} distinct, " +
             ", ".join(f"{t[s]} {s}" for s in STATES)]

@@ -150,3 +150,16 @@ def test_planned_keys_are_params_keys():
     for key in budget.PLANNED:
         section, leaf = key.split(".")
         assert leaf in type(getattr(params, section)).model_fields
+
+
+def test_status_shows_the_frozen_plan(written):
+    from hpsweep.ops.status import collect_status
+    from hpsweep.ops.status_text import render
+
+    study = with_budget(written, round(0.5 * as_written_minutes(written), 1))
+    lock, _ = planner.plan_and_freeze(study, cost_of=fake_cost(), slots=1)
+    root = study.params_path.parent
+    text = render(collect_status(Study.load(study.params_path, root=root), workdir=root))
+    assert f"Budget: {lock['budget']:g} min, planned {lock['total_minutes']:.1f} min" in text
+    changed = [f"{k} = {v}" for k, v in lock["chosen"].items() if v != lock["bounds"][k]]
+    assert changed and all(c in text for c in changed)
