@@ -69,6 +69,10 @@ def _cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench_args[:1] == ["--pack"]:  # packs of runs vs runs one after another
+        from hpsweep.bench.pack import main as pack_main
+
+        return pack_main(args.bench_args[1:])
     from hpsweep.bench.throughput import main as bench_main
 
     return bench_main(args.bench_args)
@@ -251,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
 
     for name, func, help in (
-            ("bench", _cmd_bench, "training speed, ours vs. the seed-style loop (`bench --help`)"),
+            ("bench", _cmd_bench, "training speed, ours vs. the seed-style loop (`bench --help`; "
+             "`bench --pack --help`: packs of runs)"),
             ("bench-hpo", _cmd_bench_hpo, "HPO efficiency: grid vs random vs TPE (+ pruning, "
              "warm start) (`bench-hpo --help`)")):
         command(sub, name, func, help, add_help=False).add_argument(

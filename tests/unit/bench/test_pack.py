@@ -1,0 +1,35 @@
+"""bench --pack: a packed member computes what the member computes alone (fp32), so the
+benchmark times the same work on both sides."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hpsweep.bench.pack import StackedMLP, _models
+
+CFG = {"arch": "mlp", "depth": 2, "width": 32, "activation": "silu", "batch_norm": True,
+       "dropout": 0.0}
+
+
+def test_stacked_members_match_their_models_forward_and_gradients():
+    models = _models(CFG, 3, (1, 8, 8), 4)
+    net = StackedMLP(models).train()
+    x = torch.randn(3, 16, 1, 8, 8)
+    y = torch.randint(0, 4, (3, 16))
+    out = net(x)
+    loss = F.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="sum") / 16
+    loss.backward()
+    first_w = next(iter(net.parameters())).grad  # [3, 64, 32]: each member's first layer
+    for i, m in enumerate(models):
+        m.train()
+        alone = m(x[i])
+        torch.testing.assert_close(out[i], alone, rtol=1e-5, atol=1e-5)
+        F.cross_entropy(alone, y[i]).backward()
+        torch.testing.assert_close(first_w[i], m[1].weight.grad.T, rtol=1e-4, atol=1e-6)
+
+
+def test_members_start_from_their_own_seeds():
+    a, b = _models(CFG, 2, (1, 8, 8), 4)
+    assert not torch.equal(a[1].weight, b[1].weight)
+    assert torch.equal(_models(CFG, 1, (1, 8, 8), 4)[0][1].weight, a[1].weight)
