@@ -42,8 +42,9 @@ from hpsweep.training.runstore import read_metrics
 # Expected length of an Optuna trial after the pruner's start-up, as a fraction of a full
 # trial. median: measured in the default study (2026-12-06): of its 7 sampled trials 6 were
 # pruned, after 6-10 of 20 epochs, one ran to the end -> (6 x 0.4 + 1) / 7 = 0.49.
-# successive_halving / hyperband (min_resource 1, reduction 3 or 4) keep about a quarter
-# of the trials past each rung: a prior, not measured here. none: no pruning.
+# successive_halving / hyperband (from the sweeps' epochs to the trials', reduction 3 or
+# 4) keep about a quarter of the trials past each rung: a prior, not measured here.
+# none: no pruning.
 PRUNED_LENGTH = {"median": 0.5, "wilcoxon": 0.5, "successive_halving": 0.35,
                  "hyperband": 0.35, "none": 1.0}
 # Completed trials before the median pruner prunes (tuning.algorithms.make_pruner).

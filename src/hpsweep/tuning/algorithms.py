@@ -32,9 +32,15 @@ def make_sampler(kind: str, seed: int, *, n_trials: int = 20,
 
 
 def make_pruner(kind: str, *, multi_objective: bool = False, epochs: int = 3,
-                max_resource: int | str = "auto") -> optuna.pruners.BasePruner:
+                max_resource: int | str = "auto",
+                min_resource: int = 1) -> optuna.pruners.BasePruner:
     """optuna.pruner: "median", "successive_halving", "hyperband", "wilcoxon" or "none".
     The step a trial reports is its epoch (fold * epochs + epoch with cv_folds).
+
+    Successive halving and Hyperband run between ``min_resource`` and ``max_resource``
+    steps: the study passes the sweeps' epochs (train.epochs, the fidelity its values
+    were already ranked at) and the trials' length, so no trial is judged on fewer epochs
+    than the sweeps had, and the last rung is the final model's fidelity.
 
     The median pruner waits for the first third of a trial's ``epochs``: under a
     warm-up schedule (OneCycle) early accuracy mostly reflects the learning rate's
@@ -50,9 +56,10 @@ def make_pruner(kind: str, *, multi_objective: bool = False, epochs: int = 3,
             return optuna.pruners.MedianPruner(n_startup_trials=5,
                                                n_warmup_steps=max(1, epochs // 3))
         if kind == "successive_halving":
-            return optuna.pruners.SuccessiveHalvingPruner()
+            return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_resource)
         if kind == "hyperband":
-            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max_resource)
+            return optuna.pruners.HyperbandPruner(min_resource=min_resource,
+                                                  max_resource=max_resource)
         if kind == "wilcoxon":
             return optuna.pruners.WilcoxonPruner(p_threshold=0.1)
     raise ValueError(f"unknown pruner {kind!r}")

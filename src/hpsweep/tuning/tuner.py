@@ -88,9 +88,11 @@ class Tuner(OptunaLayout):
                             conditional=self.space.conditional)
 
     def pruner(self) -> optuna.pruners.BasePruner:
-        epochs = self.params.optuna.epochs or self.params.train.epochs
-        return make_pruner(self.params.optuna.pruner, multi_objective=self.multi_objective,
-                           epochs=epochs)
+        o, sweeps = self.params.optuna, self.params.train.epochs
+        epochs = o.epochs or sweeps
+        steps = epochs * max(1, o.cv_folds)  # the last step a trial reports
+        return make_pruner(o.pruner, multi_objective=self.multi_objective, epochs=epochs,
+                           min_resource=max(1, min(sweeps, epochs)), max_resource=steps)
 
     def open(self, *, seed: int | None = None,
              storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:

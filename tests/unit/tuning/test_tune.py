@@ -359,6 +359,20 @@ def test_samplers_and_pruners_build(tmp_path, sampler):
         assert tuner.sampler(0) is not None and tuner.pruner() is not None
 
 
+def test_multi_fidelity_pruners_run_from_the_sweeps_epochs_to_the_trials(tmp_path):
+    study = make_study(tmp_path / "hb", train={"epochs": 3},
+                       optuna={"pruner": "hyperband", "epochs": 12})
+    hb = Tuner(study).pruner()
+    assert (hb._min_resource, hb._max_resource) == (3, 12)
+    sh = Tuner(make_study(tmp_path / "sh", train={"epochs": 3},
+                          optuna={"pruner": "successive_halving", "epochs": 12})).pruner()
+    assert sh._min_resource == 3
+    # with folds a trial reports folds x epochs steps; short trials start at their length
+    folds = Tuner(make_study(tmp_path / "f", train={"epochs": 8},
+                             optuna={"pruner": "hyperband", "epochs": 4, "cv_folds": 2})).pruner()
+    assert (folds._min_resource, folds._max_resource) == (4, 8)
+
+
 def test_wilcoxon_needs_folds_and_cmaes_its_package(tmp_path):
     study = make_study(tmp_path / "w", optuna={"pruner": "wilcoxon"})
     with pytest.raises(ParamsError, match="cv_folds >= 2"):
