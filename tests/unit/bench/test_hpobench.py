@@ -86,8 +86,8 @@ def test_benchmark_table_rows():
     assert rows[0]["method"] == "exhaustive grid" and rows[0]["share_of_grid"] == 1.0
     assert [r["method"] for r in rows[1:]] == list(METHODS)
     for r in rows[1:]:
-        assert 0 <= r["q1_epochs"] <= r["median_epochs"] <= r["q3_epochs"] <= \
-            r["worst_epochs"] <= head["grid_epochs"]
+        # a search may pay more than the grid (a configuration sampled twice is paid twice)
+        assert 0 <= r["q1_epochs"] <= r["median_epochs"] <= r["q3_epochs"] <= r["worst_epochs"]
         assert r["reached"] <= 2
 
 
