@@ -36,7 +36,7 @@ from torch import nn
 from hpsweep.core.layout import StudyPaths
 from hpsweep.core.schema import Params, load_params
 from hpsweep.data.prepared import load_prepared
-from hpsweep.training.device import autocast, bf16_enabled
+from hpsweep.training.device import autocast, bf16_enabled, sync
 from hpsweep.training.models import build_model
 
 
@@ -55,37 +55,41 @@ def _onecycle(opt: torch.optim.Optimizer, lr: float, steps: int):
 def separate(models: list[nn.Module], x, y, bs: int, steps: int, lr: float, ls: float,
              bf16: bool) -> float:
     """Seconds for ``steps`` steps of each model, one model after another."""
-    cpu = torch.device("cpu")
+    dev = x.device
     total = 0.0
     for m in models:
-        m.train()
+        m.to(dev).train()
         opt = torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=5e-4, fused=True)
         sched = _onecycle(opt, lr, steps)
-        perm = torch.randperm(len(y))
+        perm = torch.randperm(len(y), device=dev)
+        sync(dev)
         t0 = time.perf_counter()
         for i in range(steps):
             idx = perm[(i * bs) % (len(y) - bs):][:bs]
-            with autocast(cpu, bf16):
+            with autocast(dev, bf16):
                 out = m(x[idx])
             loss = F.cross_entropy(out.float(), y[idx], label_smoothing=ls)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+        sync(dev)
         total += time.perf_counter() - t0
     return total
 
 
 def _pack_loop(forward: Callable, params: list[torch.Tensor], n: int, x, y, bs: int,
                steps: int, lr: float, ls: float, bf16: bool) -> float:
-    cpu = torch.device("cpu")
+    dev = x.device
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=5e-4, fused=True)
     sched = _onecycle(opt, lr, steps)
-    perms = torch.stack([torch.randperm(len(y)) for _ in range(n)])  # each member its own
+    # each member its own order
+    perms = torch.stack([torch.randperm(len(y), device=dev) for _ in range(n)])
+    sync(dev)
     t0 = time.perf_counter()
     for i in range(steps):
         idx = perms[:, (i * bs) % (len(y) - bs):][:, :bs]  # [n, bs]
-        with autocast(cpu, bf16):
+        with autocast(dev, bf16):
             out = forward(x[idx])  # [n, bs, classes]
         # the sum of the members' mean losses: each member's gradient is its own
         loss = F.cross_entropy(out.float().flatten(0, 1), y[idx].flatten(),
@@ -94,6 +98,7 @@ def _pack_loop(forward: Callable, params: list[torch.Tensor], n: int, x, y, bs: 
         loss.backward()
         opt.step()
         sched.step()
+    sync(dev)
     return time.perf_counter() - t0
 
 
@@ -106,6 +111,7 @@ def packed_vmap(models: list[nn.Module], x, y, bs: int, steps: int, lr: float, l
         vmap,
     )
 
+    models = [m.to(x.device) for m in models]
     params, _ = stack_module_state(models)  # BN buffers left out: not tracked under vmap
     base = copy.deepcopy(models[0])
     replace_all_batch_norm_modules_(base)
@@ -167,7 +173,7 @@ class StackedMLP(nn.Module):
 
 def packed_bmm(models: list[nn.Module], x, y, bs: int, steps: int, lr: float, ls: float,
                bf16: bool) -> float:
-    net = StackedMLP(models).train()
+    net = StackedMLP(models).to(x.device).train()
     return _pack_loop(net, list(net.parameters()), len(models), x, y, bs, steps, lr, ls,
                       bf16)
 
@@ -177,15 +183,16 @@ def _rate(n: int, bs: int, steps: int, seconds: float) -> float:
 
 
 def run(params: Params, data_path: Path, n: int, batches: list[int], steps: int,
-        repeats: int, threads: int, subset: int) -> list[list]:
+        repeats: int, threads: int, subset: int, device: str = "cpu") -> list[list]:
     torch.set_num_threads(threads)
+    dev = torch.device(device)
     data = load_prepared(data_path)
     x = data.x_train[:subset].float().div_(255.0)
-    x = (x - x.mean()) / x.std()
-    y = data.y_train[:subset]
+    x = ((x - x.mean()) / x.std()).to(dev)
+    y = data.y_train[:subset].to(dev)
     base = params.run_base()
     cfg, t = base["model"], base["train"]
-    bf16 = bf16_enabled(t["bf16"], torch.device("cpu"))
+    bf16 = bf16_enabled(t["bf16"], dev)
     ways = {"separate": separate, "vmap": packed_vmap}
     if cfg["arch"] == "mlp":
         ways["bmm"] = packed_bmm
@@ -216,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--subset", type=int, default=20000)
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = p.parse_args(argv)
     params = load_params(args.params)
     prepared = StudyPaths.from_params(params).prepared
@@ -225,9 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     from tabulate import tabulate
 
     rows = run(params, prepared, args.members, args.batch, args.steps, args.repeats,
-               args.threads, args.subset)
-    print(f"{args.params}: {args.members} members, {args.steps} steps each, "
-          f"{args.threads} threads, median of {args.repeats} interleaved repeats")
+               args.threads, args.subset, args.device)
+    print(f"{args.params}: {args.members} members, {args.steps} steps each, on "
+          f"{args.device} ({args.threads} threads), median of {args.repeats} interleaved "
+          "repeats")
     print(tabulate(rows, ["model", "batch", "members", "how", "member-samples/s", "min-max",
                           "vs separate"], colalign=("left", "right", "right", "left",
                                                      "right", "right", "right")))
