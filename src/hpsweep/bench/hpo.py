@@ -85,7 +85,6 @@ METHODS: dict[str, tuple[str, str, bool]] = {
 
 # The study's path (the last row): sweeps -> promotion -> TPE with the median pruner.
 STUDY_PATH = "hpsweep path: sweeps at low epochs -> promote -> TPE + median"
-STUDY_SAMPLING = ("tpe", "median", False)
 
 Config = tuple  # values in GRID's key order
 
@@ -147,7 +146,10 @@ def search(method: tuple[str, str, bool], seed: int, grid: dict[str, list[Any]],
     ``spent_before`` epochs of sweeps."""
     sampler_kind, pruner_kind, warm = method
     epochs = len(next(iter(curves.values())))
+    # A fixed name: Hyperband assigns trials to brackets by a hash of the study's name,
+    # and an unnamed study gets a random one (two runs of the table differed by 2x).
     study = optuna.create_study(direction="maximize",
+                                study_name=f"{sampler_kind}-{pruner_kind}-{warm}-{seed}",
                                 sampler=make_sampler(sampler_kind, seed),
                                 pruner=make_pruner(pruner_kind, epochs=epochs, max_resource=epochs))
     for cfg in promoted:
@@ -190,12 +192,12 @@ def search(method: tuple[str, str, bool], seed: int, grid: dict[str, list[Any]],
 
 def study_path(seed: int, grid: dict[str, list[Any]], curves: dict[Config, list[float]],
                low: dict[Config, list[float]], promote: int, target: float,
-               budget: int) -> Outcome:
+               budget: int, pruner: str = "median") -> Outcome:
     """The study's path: the sweeps' low-fidelity runs (``low``, all paid), their
-    ``promote`` best as the first full-length trials, then TPE + median pruning."""
+    ``promote`` best as the first full-length trials, then TPE with ``pruner``."""
     ranked = sorted(low, key=lambda c: max(low[c]), reverse=True)
     spent = sum(len(c) for c in low.values())
-    return search(STUDY_SAMPLING, seed, grid, curves, target, budget,
+    return search(("tpe", pruner, False), seed, grid, curves, target, budget,
                   promoted=ranked[:promote], spent_before=spent)
 
 
@@ -220,8 +222,8 @@ def _row(name: str, outs: list[Outcome], grid_epochs: int, warm: int) -> dict[st
 
 def benchmark(curves: dict[Config, list[float]], grid: dict[str, list[Any]],
               tolerance: float | None, repeats: int, *, top: float = 0.02,
-              low: dict[Config, list[float]] | None = None,
-              promote: int = 3) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+              low: dict[Config, list[float]] | None = None, promote: int = 3,
+              path_pruner: str = "median") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     epochs = len(next(iter(curves.values())))
     grid_epochs = len(curves) * epochs
     best_cfg = max(curves, key=lambda c: max(curves[c]))
@@ -243,9 +245,11 @@ def benchmark(curves: dict[Config, list[float]], grid: dict[str, list[Any]],
     if low:
         head["low_epochs"] = len(next(iter(low.values())))
         head["promote"] = promote
-        outs = [study_path(seed, grid, curves, low, promote, target, grid_epochs)
+        outs = [study_path(seed, grid, curves, low, promote, target, grid_epochs, path_pruner)
                 for seed in range(repeats)]
-        rows.append(_row(STUDY_PATH, outs, grid_epochs, 0))
+        name = STUDY_PATH if path_pruner == "median" else \
+            STUDY_PATH.replace("+ median", f"+ pruner {path_pruner}")
+        rows.append(_row(name, outs, grid_epochs, 0))
     return head, rows
 
 
@@ -299,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the study path's sweep epochs (default 2)")
     p.add_argument("--promote", type=int, default=3,
                    help="sweep configurations the study path promotes (default 3)")
+    p.add_argument("--path-pruner", default="median",
+                   choices=["median", "hyperband", "successive_halving", "none"],
+                   help="the study path's pruner (default median, as params.toml)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--workdir", type=Path, default=Path("results/bench_hpo"))
     p.add_argument("--grid", type=json.loads, default=None,
@@ -322,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                      configs=sweep_configs(grid, BASELINE), suffix=f"_e{args.low_epochs}")
     t_grid = time.perf_counter() - t0
     head, rows = benchmark(curves, grid, args.tolerance, args.repeats, top=args.top, low=low,
-                           promote=args.promote)
+                           promote=args.promote, path_pruner=args.path_pruner)
     print_table(head, rows)
     out = args.workdir / "bench_hpo.json"
     out.write_text(json.dumps({"head": head, "rows": rows}, indent=2, default=str))
