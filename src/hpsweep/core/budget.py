@@ -30,8 +30,7 @@ LOCK_VERSION = 1
 PLANNED = ("train.epochs", "optuna.n_trials", "optuna.minutes")
 # The keys a plan depends on: what is trained, how long, how many trials and seeds.
 # Report, tracking and data-source keys are not among them: changing them re-plans nothing.
-PLAN_INPUTS = (*RUN_CONFIG, *PLAN, *OPTUNA_STUDY, "optuna", "final", "study.budget",
-               "study.jobs_per_gpu")
+PLAN_INPUTS = (*RUN_CONFIG, *PLAN, *OPTUNA_STUDY, "optuna", "final", "study.budget")
 
 
 def inputs_digest(params: Params) -> str:

@@ -23,10 +23,9 @@ class Study:
     params_path: Path
     params: Params  # what trains: a budgeted study's planned values overlaid
     paths: StudyPaths
-    # A budgeted study's plan (core.budget; None with study.budget = 0) and the
-    # params.toml values it was planned from (the planned keys' upper bounds).
+    # A budgeted study's frozen plan (core.budget; None with study.budget = 0): its
+    # "bounds" are the params.toml values of the keys it set.
     plan_lock: dict[str, Any] | None = None
-    written: Params | None = None
 
     @classmethod
     def load(cls, params_path: str | Path = "params.toml", root: str | Path = ".", *,
@@ -42,7 +41,7 @@ class Study:
         why = budget.why_not_current(lock, written)
         if why:
             raise budget.no_plan_error(written, paths.plan_lock, why)
-        return cls(Path(params_path), budget.apply_lock(written, lock), paths, lock, written)
+        return cls(Path(params_path), budget.apply_lock(written, lock), paths, lock)
 
     @cached_property
     def plan(self) -> StudyPlan:

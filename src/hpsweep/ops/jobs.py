@@ -30,7 +30,7 @@ def load_study_or_exit(params_path: str) -> Study:
             lock = make_plan(written_study(params_path))
             print(f"Budget plan (not frozen yet):\n{render(lock)}", file=sys.stderr)
             return Study.load(params_path, lock=lock)
-    except ParamsError as e:
+    except (ParamsError, FileNotFoundError) as e:  # not found: the sizes a CSV plan needs
         print(str(e), file=sys.stderr)
         raise SystemExit(2) from None
 
