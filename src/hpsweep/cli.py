@@ -86,9 +86,9 @@ def _cmd_bench_hpo(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from hpsweep.core.study import Study
-    from hpsweep.ops.planner import plan_and_freeze, render, written_study
+    from hpsweep.ops.planner import plan_and_freeze, render
 
-    written = written_study(args.params)
+    written = Study.as_written(args.params)
     lock, made = plan_and_freeze(written, update=args.update)
     study = Study.load(args.params, lock=lock)
     plan = study.plan

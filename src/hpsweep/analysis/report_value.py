@@ -10,6 +10,7 @@ import pandas as pd
 
 from hpsweep.analysis.markdown import Doc, duration, finite, md_table, pct
 from hpsweep.analysis.tables import MEAN
+from hpsweep.core.budget import changed
 from hpsweep.core.stats import format_mean_ci
 
 
@@ -106,8 +107,8 @@ def budget_text(lock: dict) -> str:
     """A budgeted study's plan in one paragraph: the budget, the planned minutes per
     stage and the values the planner chose (params.toml's are the bounds)."""
     stages = ", ".join(f"{s['stage']} {s['minutes']:.1f}" for s in lock["stages"])
-    chosen = [f"`{k} = {v}` (params.toml: {lock['bounds'][k]})"
-              for k, v in lock["chosen"].items() if v != lock["bounds"][k]]
+    chosen = [f"`{k} = {v}` (params.toml: {bound})"
+              for k, (v, bound) in changed(lock).items()]
     return (f"**Budget**: {lock['budget']:g} min of wall time on a machine with "
             f"{lock['machine']['job_slots']} training job(s) at once; planned "
             f"{lock['total_minutes']:.1f} min ({stages}), against "

@@ -78,6 +78,12 @@ def apply_lock(params: Params, lock: dict[str, Any]) -> Params:
     return parse_params(doc, "planned params")
 
 
+def changed(lock: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The keys a plan set below params.toml: {key: (planned value, params.toml value)}."""
+    return {k: (v, lock["bounds"][k]) for k, v in lock["chosen"].items()
+            if v != lock["bounds"][k]}
+
+
 def planned_values(params: Params) -> dict[str, Any]:
     dump = params.model_dump(mode="json")
     return {k: value_at(dump, k) for k in PLANNED}

@@ -181,10 +181,15 @@ def rules_in_dag(params: Params) -> set[str]:
 def stage_params(stage: str) -> list[str]:
     """The params.toml keys a DVC stage depends on: its rules' keys, with a section
     listed once when the whole section is (dvc.yaml's `params:`)."""
-    keys: list[str] = []
-    for rule in rules_of(stage):
-        keys += [k for k in (*RULES[rule].keys, *RULES[rule].jobs) if k not in keys]
-    return [k for k in keys if not any(covers(o, k) and o != k for o in keys)]
+    return outermost(tuple(k for rule in rules_of(stage)
+                           for k in (*RULES[rule].keys, *RULES[rule].jobs)))
+
+
+def outermost(keys: tuple[str, ...]) -> list[str]:
+    """The keys in order, each once, without those another one covers ("train" covers
+    "train.lr"): how dvc.yaml lists a stage's params."""
+    unique = list(dict.fromkeys(keys))
+    return [k for k in unique if not any(covers(o, k) and o != k for o in unique)]
 
 
 # -- values and digests -------------------------------------------------------------------

@@ -33,15 +33,22 @@ class Study:
         """The validated study. A budgeted one needs its frozen plan: ``lock``, else
         <results>/plan/lock.json; a missing or outdated plan is a ParamsError that says
         to run `hpsweep plan` (ops.jobs.load_study_or_exit plans instead)."""
-        written = load_params(params_path)
-        paths = StudyPaths.from_params(written, root)
-        if not written.study.budget:
-            return cls(Path(params_path), written, paths)
-        lock = lock if lock is not None else budget.read_lock(paths.plan_lock)
-        why = budget.why_not_current(lock, written)
+        written = cls.as_written(params_path, root)
+        if not written.params.study.budget:
+            return written
+        lock = lock if lock is not None else budget.read_lock(written.paths.plan_lock)
+        why = budget.why_not_current(lock, written.params)
         if why:
-            raise budget.no_plan_error(written, paths.plan_lock, why)
-        return cls(Path(params_path), budget.apply_lock(written, lock), paths, lock)
+            raise budget.no_plan_error(written.params, written.paths.plan_lock, why)
+        return cls(written.params_path, budget.apply_lock(written.params, lock),
+                   written.paths, lock)
+
+    @classmethod
+    def as_written(cls, params_path: str | Path = "params.toml", root: str | Path = ".") -> Study:
+        """The study as params.toml writes it, without a budget's plan (what a plan is
+        made from)."""
+        params = load_params(params_path)
+        return cls(Path(params_path), params, StudyPaths.from_params(params, root))
 
     @cached_property
     def plan(self) -> StudyPlan:

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from hpsweep.core.budget import PLAN_INPUTS
-from hpsweep.core.params_deps import covers, rules_of, stage_params
+from hpsweep.core.params_deps import outermost, rules_of, stage_params
 from hpsweep.core.schema import Params
 
 # The inner Snakemake: the local profile (rerun policy, keep-going, gpu=1).
@@ -57,7 +57,7 @@ class Stage:
             folders = _folders(params)
             return {"desc": self.desc, "cmd": self.cmd,
                     "deps": [d.format(**folders) for d in self.deps],
-                    "params": [{"params.toml": _outermost(self.params)}],
+                    "params": [{"params.toml": outermost(self.params)}],
                     "outs": [o.format(**folders) for o in self.outs]}
         allowed = " ".join(self.rules)
         force = f" --forcerun {self.target}" if self.forcerun else ""
@@ -78,12 +78,6 @@ class Stage:
         outs.append({f"{folders['results']}/params/{self.name}": {"persist": True}})
         d["outs"] = outs
         return d
-
-
-def _outermost(keys: tuple[str, ...]) -> list[str]:
-    """The keys, each once, without those another one covers ("train" covers "train.lr")."""
-    unique = list(dict.fromkeys(keys))
-    return [k for k in unique if not any(covers(o, k) and o != k for o in unique)]
 
 
 def _folders(params: Params) -> dict[str, str]:

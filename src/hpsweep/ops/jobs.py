@@ -25,9 +25,9 @@ def load_study_or_exit(params_path: str) -> Study:
         try:
             return Study.load(params_path)
         except NoPlanError:
-            from hpsweep.ops.planner import make_plan, render, written_study
+            from hpsweep.ops.planner import make_plan, render
 
-            lock = make_plan(written_study(params_path))
+            lock = make_plan(Study.as_written(params_path))
             print(f"Budget plan (not frozen yet):\n{render(lock)}", file=sys.stderr)
             return Study.load(params_path, lock=lock)
     except (ParamsError, FileNotFoundError) as e:  # not found: the sizes a CSV plan needs

@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hpsweep.core import budget
@@ -46,13 +45,15 @@ class _Pricing:
     slots: int
     cost_of: Any
 
-    def study(self, chosen: dict[str, Any]) -> Study:
+    def inputs(self, chosen: dict[str, Any]) -> est._Inputs:
+        """What the study with the ``chosen`` values is priced from."""
         params = budget.apply_lock(self.written.params, {"chosen": chosen})
-        return Study(self.written.params_path, params, self.written.paths)
+        study = Study(self.written.params_path, params, self.written.paths)
+        return est.study_inputs(study, fresh=True, cost_of=self.cost_of)
 
     def stages(self, chosen: dict[str, Any]) -> list[est.StageEstimate]:
-        study = self.study(chosen)
-        return est.estimate(study, est.study_inputs(study, fresh=True, cost_of=self.cost_of))
+        x = self.inputs(chosen)
+        return est.estimate(x.study, x)
 
     def wall(self, stage: est.StageEstimate) -> float:
         return stage.wall_min(self.slots)
@@ -71,13 +72,14 @@ def make_plan(written: Study, *, slots: int | None = None,
     fixed = sum(p.wall(s) for s in as_written if s.stage in ("final", "report"))
     left = b - fixed
 
+    # a candidate prices only the stage it changes
     def sweeps(e: int) -> float:
-        return p.wall(p.stages({**bounds, "train.epochs": e})[0])
+        return p.wall(est.sweeps_stage(p.inputs({**bounds, "train.epochs": e})))
 
     def optuna(n: int) -> float:
         if not params.optuna.enabled:
             return 0.0
-        return p.wall(p.stages({**bounds, "optuna.n_trials": n})[1])
+        return p.wall(est.optuna_stage(p.inputs({**bounds, "optuna.n_trials": n})))
 
     least = fixed + sweeps(1) + optuna(1)
     if b < least:
@@ -124,15 +126,6 @@ def _largest(cap: int, fits) -> int:
     return lo
 
 
-def written_study(params_path: str | Path, root: str | Path = ".") -> Study:
-    """The study as params.toml writes it, without its plan (what a plan is made from)."""
-    from hpsweep.core.layout import StudyPaths
-    from hpsweep.core.schema import load_params
-
-    params = load_params(params_path)
-    return Study(Path(params_path), params, StudyPaths.from_params(params, root))
-
-
 def current_lock(written: Study) -> dict[str, Any] | None:
     """The frozen plan, if it is the plan for these params."""
     lock = budget.read_lock(written.paths.plan_lock)
@@ -174,9 +167,9 @@ def render(lock: dict[str, Any]) -> str:
     rows.append(["total", "", "", f"{lock['total_minutes']:.1f}"])
     table = tabulate(rows, ["stage", "runs", "epochs", "minutes"],
                      colalign=("left", "right", "right", "right"), disable_numparse=True)
-    changed = [f"{k} = {v} (params.toml: {lock['bounds'][k]})"
-               for k, v in lock["chosen"].items() if v != lock["bounds"][k]]
-    fit = ("; ".join(changed) if changed else "the study as written fits")
+    fit = "; ".join(f"{k} = {v} (params.toml: {bound})"
+                    for k, (v, bound) in budget.changed(lock).items()) \
+        or "the study as written fits"
     return (f"{table}\nbudget {lock['budget']:g} min, planned {lock['total_minutes']:.1f} min "
             f"({lock['machine']['job_slots']} training job(s) at once); as written "
             f"{lock['as_written_minutes']:.1f} min. Planned: {fit}.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hpsweep.core.budget import changed
 from hpsweep.core.plan import format_value
 from hpsweep.core.stats import format_mean_ci
 from hpsweep.core.study import Study
@@ -52,8 +53,8 @@ def _render_runs(st: StudyStatus) -> list[str]:
     out: list[str] = []
     lock = st.study.plan_lock
     if lock is not None:  # a budgeted study: what its frozen plan set
-        chosen = ", ".join(f"{k} = {v}" for k, v in lock["chosen"].items()
-                           if v != lock["bounds"][k]) or "the study as written"
+        chosen = ", ".join(f"{k} = {v}" for k, (v, _) in changed(lock).items()) \
+            or "the study as written"
         out += ["", f"Budget: {lock['budget']:g} min, planned {lock['total_minutes']:.1f} min "
                 f"({chosen}; frozen in {st.study.paths.plan_lock})"]
     t = st.totals

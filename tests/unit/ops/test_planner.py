@@ -37,14 +37,14 @@ def written(tmp_path):
     cache = tmp_path / "results" / "calibration"
     for kind in est.STARTUP_IMPORTS:  # fixed start-ups: no subprocess timing in the test
         write_json(cache / f"job_startup_{kind}.json", {"seconds": 1.0})
-    return planner.written_study(tmp_path / "params.toml", root=tmp_path)
+    return Study.as_written(tmp_path / "params.toml", root=tmp_path)
 
 
 def with_budget(study: Study, minutes: float) -> Study:
     doc = study.params.model_dump(mode="json", exclude_none=True)
     doc["study"]["budget"] = minutes
     study.params_path.write_text(tomli_w.dumps(doc))
-    return planner.written_study(study.params_path, root=study.params_path.parent)
+    return Study.as_written(study.params_path, root=study.params_path.parent)
 
 
 def as_written_minutes(study: Study) -> float:
