@@ -242,7 +242,8 @@ def restore_baseline(proj: Path) -> None:
 def test_dvc_status_names_the_stages_a_key_affects(project):
     restore_baseline(project)
     for key, value in (("report.title", "another title"), ("optuna.n_trials", 4),
-                       ("final.epochs", 2), ("report.top_k", 2), ("data.mirrors", ["/x"])):
+                       ("final.epochs", 2), ("report.top_k", 2), ("data.mirrors", ["/x"]),
+                       ("study.budget", 5.0)):
         params = workspace_params(project)
         section, leaf = key.split(".")
         params[section][leaf] = value
@@ -252,8 +253,11 @@ def test_dvc_status_names_the_stages_a_key_affects(project):
                     ["params.toml"] for s in STAGES}
         want = {s for s, keys in declared.items()
                 if any(params_deps.covers(p, key) for p in keys)}
-        # the budget plan's stage reads the Optuna and final keys too
-        assert ("plan" in want) == (key.split(".")[0] in ("optuna", "final")), key
+        # the budget plan's stage reads the Optuna and final keys and the budget itself
+        assert ("plan" in want) == (key.split(".")[0] in ("optuna", "final")
+                                    or key == "study.budget"), key
+        if key == "study.budget":  # the plan, and the report that shows it
+            assert want == {"plan", "report"}, want
         assert set(shown) == want, (key, shown)
         run(project, "git", "checkout", "HEAD", "--", "params.toml")
 
