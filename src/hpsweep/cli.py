@@ -86,10 +86,12 @@ def _cmd_bench_hpo(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from hpsweep.core.study import Study
+    from hpsweep.ops.estimate import job_slots
     from hpsweep.ops.planner import plan_and_freeze, render
 
     written = Study.as_written(args.params)
-    lock, made = plan_and_freeze(written, update=args.update)
+    slots = job_slots(args.cores, args.gpus if written.uses_gpu else None)
+    lock, made = plan_and_freeze(written, update=args.update, slots=slots)
     study = Study.load(args.params, lock=lock)
     plan = study.plan
     for m in plan.members:
@@ -102,7 +104,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         from hpsweep.ops.estimate import estimate, render
 
         print()
-        print(render(estimate(study), args.cores))
+        print(render(estimate(study), slots))
     return 0
 
 
@@ -270,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="and what each stage will cost on this machine (calibrates once)")
     p.add_argument("--cores", type=int, default=None,
                    help="the --cores Snakemake will get (default: this machine's CPUs)")
+    p.add_argument("--gpus", type=int, default=None,
+                   help="the `--resources gpu=N` Snakemake will get, for a study that trains "
+                        "on a GPU (default: no limit)")
     command(sub, "status", _cmd_status, "runs done/running/failed/pending, Optuna trials, final "
             "retrain, logs of failed jobs (read-only; fine while a study runs)", params)
 

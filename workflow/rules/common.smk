@@ -9,7 +9,7 @@ from hpsweep.ops.jobs import freeze_plan, load_study_or_exit, training_job_threa
 
 # A budgeted study (study.budget > 0) trains what its frozen plan says; without a current
 # plan, loading plans it, and a real run freezes it before any job starts.
-STUDY = load_study_or_exit(config.get("params", "params.toml"))
+STUDY = load_study_or_exit(config.get("params", "params.toml"), workflow)
 
 
 onstart:

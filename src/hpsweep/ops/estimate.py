@@ -13,9 +13,9 @@ Optuna trials are priced as the mean of a few configurations drawn from the sear
 space (seeded, through the trials' own sampling path), pruning included: the
 promoted trials and those before the pruner's start-up run their full length, later
 ones PRUNED_LENGTH of it (see there). The final retrain is priced with Optuna's best
-configuration once it exists, before that like a typical trial; the control
-(final.control) as the baseline at the same epochs. Not counted: data download and
-set-up.
+configuration once it exists, before that as the costliest draw; the control
+(final.control, its own stage) as the baseline at the same epochs. Not counted: data
+download and set-up.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from hpsweep.core.atomic import write_json
-from hpsweep.core.layout import OptunaLayout
+from hpsweep.core.layout import STAGES, OptunaLayout
 from hpsweep.core.plan import make_run
 from hpsweep.core.study import Study
 from hpsweep.ops.jobs import TRAIN_THREADS, torch_threads
@@ -248,13 +248,15 @@ def estimate(study: Study, x: _Inputs | None = None) -> list[StageEstimate]:
         out.append(optuna_stage(x))
     if study.params.final.enabled:
         out.append(final_stage(x))
+        if study.params.final.control:
+            out.append(control_stage(x))
     out.append(report_stage(x))
     return out
 
 
 def report_stage(x: _Inputs) -> StageEstimate:
     """plots, report and the MLflow export: start-ups and seconds of work."""
-    return StageEstimate("report", 0, "-", 0, 3 * x.startup / 60, 1)
+    return StageEstimate(STAGES["report"], 0, "-", 0, 3 * x.startup / 60, 1)
 
 
 def sweeps_stage(x: _Inputs) -> StageEstimate:
@@ -272,7 +274,7 @@ def sweeps_stage(x: _Inputs) -> StageEstimate:
         job_s += x.seconds(spec.config, t["epochs"], counts["train"], counts["val"])
     # a train and an extract job per run left, then summarize and summary_tables
     job_s += (len(runs) - done + 2) * x.startup + (len(runs) - done) * x.light
-    return StageEstimate("sweeps, grids, configs", len(runs), _span(epochs),
+    return StageEstimate(STAGES["sweeps"], len(runs), _span(epochs),
                          counts["train"], job_s / 60, len(runs) - done, done)
 
 
@@ -310,29 +312,54 @@ def optuna_stage(x: _Inputs) -> StageEstimate:
     jobs_s = (o.n_workers + 2) * x.startup  # setup, the workers, collect
     job_s = trial_lengths(o, o.n_trials, min(finished, o.n_trials)) * trial_seconds(x) + jobs_s
     epochs = {c["train"]["epochs"] for c in (x.draws or [x.base])}
-    return StageEstimate("optuna", o.n_trials, _span(epochs), _trial_split(x)[0], job_s / 60,
-                         o.n_workers, min(finished, o.n_trials))
+    return StageEstimate(STAGES["optuna"], o.n_trials, _span(epochs), _trial_split(x)[0],
+                         job_s / 60, o.n_workers, min(finished, o.n_trials))
 
 
-def final_stage(x: _Inputs) -> StageEstimate:
+def _final_runs(x: _Inputs) -> tuple[list[dict[str, Any]], set[int], int]:
+    """What the final seeds train: the configurations priced (Optuna's best once it
+    exists, before that the draws from the space, or the baseline), their epochs, their
+    samples."""
     params, counts = x.study.params, x.counts
     f = params.final
     n_tr = counts["train"] + (counts["val"] if f.train_on_val else 0)
     best = OptunaLayout(x.study).best_params_path
     if params.optuna.enabled and best.is_file() and not x.fresh:
         candidates = [json.loads(best.read_text())["config"]]
-    else:  # not chosen yet: a typical trial's configuration (or the baseline)
+    else:  # not chosen yet: any of the space's configurations (or the baseline)
         candidates = (x.draws if params.optuna.enabled else []) or [x.base]
-    seed_s = sum(x.seconds(c, f.epochs or c["train"]["epochs"], n_tr, counts["val"],
-                           counts["test"]) for c in candidates) / len(candidates)
-    epochs = {f.epochs or c["train"]["epochs"] for c in candidates}
-    runs = len(f.seeds)
-    if f.control:  # the baseline at the final seeds' epochs, once per seed
-        seed_s += x.startup + sum(x.seconds(x.base, e, n_tr, counts["val"], counts["test"])
-                                  for e in epochs) / len(epochs)
-        runs *= 2
-    return StageEstimate("final", runs, _span(epochs), n_tr,
-                         (len(f.seeds) * (seed_s + x.startup) + x.startup) / 60, runs)
+    return candidates, {f.epochs or c["train"]["epochs"] for c in candidates}, n_tr
+
+
+def _seed_jobs(x: _Inputs) -> int:
+    """Final and control jobs: they run side by side."""
+    f = x.study.params.final
+    return len(f.seeds) * (2 if f.control else 1)
+
+
+def final_stage(x: _Inputs) -> StageEstimate:
+    """The final seeds, one job each, then final_summary. Before Optuna has chosen, at
+    the price of the costliest configuration drawn from the space: the winner is often
+    a large one (the CNN study's, 48-96-192 channels, trained 1.8x as long as its
+    32-64-128 trials), and the final stage comes last, so an underestimate there
+    overruns the budget."""
+    f, counts = x.study.params.final, x.counts
+    candidates, epochs, n_tr = _final_runs(x)
+    seed_s = max(x.seconds(c, f.epochs or c["train"]["epochs"], n_tr, counts["val"],
+                           counts["test"]) for c in candidates)
+    return StageEstimate(STAGES["final"], len(f.seeds), _span(epochs), n_tr,
+                         (len(f.seeds) * (seed_s + x.startup) + x.startup) / 60,
+                         _seed_jobs(x))
+
+
+def control_stage(x: _Inputs) -> StageEstimate:
+    """The baseline at the final seeds' epochs, once per seed (final.control)."""
+    f, counts = x.study.params.final, x.counts
+    _, epochs, n_tr = _final_runs(x)
+    seed_s = sum(x.seconds(x.base, e, n_tr, counts["val"], counts["test"])
+                 for e in epochs) / len(epochs)
+    return StageEstimate(STAGES["control"], len(f.seeds), _span(epochs), n_tr,
+                         len(f.seeds) * (seed_s + x.startup) / 60, _seed_jobs(x))
 
 
 def _span(values: set[int]) -> str:
@@ -349,18 +376,21 @@ def _finished_trials(study: Study) -> int:
                or (d / "fold_0" / "metrics.json").is_file())
 
 
-def job_slots(cores: int | None = None) -> int:
+def job_slots(cores: int | None = None, gpus: int | None = None) -> int:
     """Training jobs that run at once locally: Snakemake's --cores over the threads each
-    job reserves, never more than the machine's CPUs allow (ops.jobs)."""
+    job reserves, never more than the machine's CPUs allow (ops.jobs), nor, for a study
+    that trains on a GPU (each training job claims gpu=1), than `--resources gpu=N`."""
     cpus = os.cpu_count() or 1
-    return max(1, min(cores or cpus, cpus) // TRAIN_THREADS)
+    slots = max(1, min(cores or cpus, cpus) // TRAIN_THREADS)
+    return max(1, min(slots, gpus)) if gpus is not None else slots
 
 
-def render(stages: list[StageEstimate], cores: int | None = None) -> str:
-    """The estimate as a table, with the wall time for `--cores` on this machine."""
+def render(stages: list[StageEstimate], slots: int | None = None) -> str:
+    """The estimate as a table, with the wall time for ``slots`` training jobs at once
+    (default: job_slots() of this machine)."""
     from tabulate import tabulate
 
-    slots = job_slots(cores)
+    slots = slots or job_slots()
     rows = [[s.stage, s.runs, s.done, s.epochs, s.samples, f"{s.job_min:.1f}",
              f"{s.wall_min(slots):.1f}"] for s in stages]
     rows.append(["total", "", "", "", "", f"{sum(s.job_min for s in stages):.1f}",

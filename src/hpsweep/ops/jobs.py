@@ -13,12 +13,13 @@ from hpsweep.core.schema import ParamsError
 from hpsweep.core.study import Study
 
 
-def load_study_or_exit(params_path: str) -> Study:
+def load_study_or_exit(params_path: str, workflow=None) -> Study:
     """Validate before any job starts: print one line per problem and exit 2.
 
     A budgeted study without its current plan (core.budget) is planned here, in memory,
-    and its table printed: the Snakefile's `onstart` freezes it (freeze_plan) when a
-    real run starts, so a dry run plans without writing anything."""
+    for the jobs ``workflow`` (the running Snakemake's --cores and --resources gpu) runs
+    at once, and its table printed: the Snakefile's `onstart` freezes it (freeze_plan)
+    when a real run starts, so a dry run plans without writing anything."""
     from hpsweep.core.budget import NoPlanError
 
     try:
@@ -27,12 +28,28 @@ def load_study_or_exit(params_path: str) -> Study:
         except NoPlanError:
             from hpsweep.ops.planner import make_plan, render
 
-            lock = make_plan(Study.as_written(params_path))
+            written = Study.as_written(params_path)
+            lock = make_plan(written, slots=workflow_slots(written, workflow))
             print(f"Budget plan (not frozen yet):\n{render(lock)}", file=sys.stderr)
             return Study.load(params_path, lock=lock)
     except (ParamsError, FileNotFoundError) as e:  # not found: the sizes a CSV plan needs
         print(str(e), file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def workflow_slots(study: Study, workflow) -> int | None:
+    """The training jobs a running Snakemake runs at once on this machine (None: not
+    known here, e.g. a remote executor; the planner then counts this machine's CPUs)."""
+    from hpsweep.ops.estimate import job_slots
+
+    if workflow is None or not workflow.local_exec:
+        return None
+    try:
+        cores = workflow.cores
+    except Exception:  # no --cores (a dry run may omit it)
+        cores = None
+    gpus = workflow.global_resources.get("gpu") if study.uses_gpu else None
+    return job_slots(cores, gpus)
 
 
 def freeze_plan(study: Study) -> None:

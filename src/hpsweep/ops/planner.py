@@ -28,6 +28,7 @@ from typing import Any
 
 from hpsweep.core import budget
 from hpsweep.core.atomic import write_json
+from hpsweep.core.layout import STAGES
 from hpsweep.core.schema import Params, ParamsError
 from hpsweep.core.study import Study
 from hpsweep.ops import estimate as est
@@ -69,7 +70,8 @@ def make_plan(written: Study, *, slots: int | None = None,
     cap_e, cap_n = bounds["train.epochs"], bounds["optuna.n_trials"]
     as_written = p.stages(bounds)
     by = {s.stage: s for s in as_written}
-    fixed = sum(p.wall(s) for s in as_written if s.stage in ("final", "report"))
+    fixed = sum(p.wall(s) for s in as_written
+                if s.stage in (STAGES["final"], STAGES["control"], STAGES["report"]))
     left = b - fixed
 
     # a candidate prices only the stage it changes
@@ -84,9 +86,10 @@ def make_plan(written: Study, *, slots: int | None = None,
     least = fixed + sweeps(1) + optuna(1)
     if b < least:
         raise ParamsError([f"study.budget = {b:g} min is too small for this study on this "
-                           f"machine: one sweep epoch, one Optuna trial, the final seeds and "
-                           f"the report need {least:.1f} min; set study.budget >= "
-                           f"{math.ceil(least)} (or 0 for the fidelities as written)"])
+                           f"machine: one sweep epoch, one Optuna trial, the final seeds, "
+                           f"their control and the report need {least:.1f} min; set "
+                           f"study.budget >= {math.ceil(least)} (or 0 for the fidelities as "
+                           f"written)"])
     share = left * (SWEEP_SHARE if params.optuna.enabled else 1.0)
     e = _largest(cap_e, lambda e: sweeps(e) <= share) or 1
     if params.optuna.enabled:

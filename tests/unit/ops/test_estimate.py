@@ -33,10 +33,11 @@ def study(tmp_path):
 
 def test_stages_cover_the_study_and_calibration_is_cached(study, monkeypatch):
     stages = {s.stage: s for s in est.estimate(study)}
-    assert list(stages) == ["sweeps, grids, configs", "optuna", "final", "report"]
+    assert list(stages) == ["sweeps, grids, configs", "optuna", "final", "control", "report"]
     sweeps = stages["sweeps, grids, configs"]
     assert sweeps.runs == len(study.plan.runs) and sweeps.done == 0 and sweeps.job_min > 0
-    assert stages["optuna"].runs == 4 and stages["final"].runs == 4  # 2 seeds + 2 controls
+    assert stages["optuna"].runs == 4 and stages["final"].runs == stages["control"].runs == 2
+    assert stages["final"].jobs == 4  # the 2 seeds and the 2 controls run side by side
     cache = study.paths.results_dir / "calibration"
     assert len(list(cache.glob("*.json"))) >= 2  # a shape and the job start-up
 
@@ -48,11 +49,13 @@ def test_stages_cover_the_study_and_calibration_is_cached(study, monkeypatch):
     assert again["final"].job_min == pytest.approx(stages["final"].job_min)
 
 
-def test_the_control_is_priced_with_the_final_seeds(study):
-    with_control = {s.stage: s for s in est.estimate(study)}["final"]
+def test_the_control_is_its_own_stage_priced_at_the_final_seeds_epochs(study):
+    stages = {s.stage: s for s in est.estimate(study)}
+    assert stages["control"].epochs == stages["final"].epochs and stages["control"].job_min > 0
     study.params.final.control = False
-    without = {s.stage: s for s in est.estimate(study)}["final"]
-    assert without.runs == 2 and with_control.job_min > without.job_min
+    without = {s.stage: s for s in est.estimate(study)}
+    assert "control" not in without and without["final"].jobs == 2
+    assert without["final"].job_min == pytest.approx(stages["final"].job_min)
 
 
 def test_a_completed_run_counts_with_its_measured_time(study):
@@ -83,6 +86,33 @@ def test_trials_are_priced_over_the_space_and_the_final_by_the_chosen_config(stu
 def test_wall_time_divides_by_the_jobs_that_run_at_once():
     s = est.StageEstimate("sweeps", runs=8, epochs="2", samples=100, job_min=8.0, jobs=8)
     assert s.wall_min(1) == 8.0 and s.wall_min(4) == 2.0 and s.wall_min(16) == 1.0
+
+
+def test_job_slots_count_cpus_and_on_a_gpu_the_gpu_resource(monkeypatch):
+    monkeypatch.setattr(est.os, "cpu_count", lambda: 16)
+    assert est.job_slots() == 8 and est.job_slots(cores=6) == 3
+    assert est.job_slots(cores=16, gpus=4) == 4  # `--resources gpu=4`: four at once
+    assert est.job_slots(cores=4, gpus=8) == 2  # the CPUs still bound them
+    monkeypatch.setattr(est.os, "cpu_count", lambda: 2)
+    assert est.job_slots(cores=4) == 1  # --cores above the CPUs: one job at a time
+
+
+def test_a_running_snakemake_plans_for_its_own_cores_and_gpus(tmp_path, monkeypatch):
+    """ops.jobs.workflow_slots reads what Snakemake's workflow object holds at parse time:
+    .cores, .local_exec and .global_resources (`--resources`)."""
+    from types import SimpleNamespace
+
+    from hpsweep.ops.jobs import workflow_slots
+
+    monkeypatch.setattr(est.os, "cpu_count", lambda: 16)
+    study = make_study(tmp_path)  # study.device = "cpu": the gpu resource does not bind
+    box = SimpleNamespace(cores=16, local_exec=True, global_resources={"gpu": 2})
+    assert workflow_slots(study, box) == 8
+    study.params.study.device = "cuda"
+    assert workflow_slots(study, box) == 2
+    assert workflow_slots(study, SimpleNamespace(cores=16, local_exec=False,
+                                                 global_resources={})) is None  # a cluster
+    assert workflow_slots(study, None) is None
 
 
 def test_without_prepared_data_idx_sizes_are_known_others_say_what_to_run(tmp_path):
