@@ -8,9 +8,11 @@ from typing import Any
 
 import pandas as pd
 
+from hpsweep.analysis.job_times import StageTime
 from hpsweep.analysis.markdown import Doc, duration, finite, md_table, pct
 from hpsweep.analysis.tables import MEAN
 from hpsweep.core.budget import changed
+from hpsweep.core.layout import STAGE_KEY, STAGES
 from hpsweep.core.stats import format_mean_ci
 
 
@@ -62,15 +64,28 @@ def _seconds(rows: list[dict[str, Any]]) -> float:
 
 def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
                    optuna: dict | None, final: dict | None,
-                   plan_lock: dict | None = None) -> None:
-    """Per stage: its runs, their summed training time, and the best accuracy after it.
-    ``optuna``: the best trial's value and trials.csv as the report's Optuna section read
-    them (None: not run). ``plan_lock``: a budgeted study's frozen plan (core.budget)."""
+                   plan_lock: dict | None = None,
+                   job_times: dict[str, StageTime] | None = None) -> None:
+    """Per stage: its runs, the minutes planned for it and its jobs' wall time, their
+    summed training time, and the best accuracy after it. ``optuna``: the best trial's
+    value and trials.csv as the report's Optuna section read them (None: not run).
+    ``plan_lock``: a budgeted study's frozen plan (core.budget); ``job_times``: its jobs'
+    benchmark records (analysis.job_times)."""
+    planned = {STAGE_KEY.get(s["stage"]): s["minutes"]
+               for s in (plan_lock or {}).get("stages", [])}
+    times = job_times or {}
+
+    def cost(stage: str) -> list[str]:
+        """The stage's planned minutes (with a budget) and its jobs' measured ones."""
+        p = f"{planned[stage]:.1f} min" if stage in planned else "–"
+        t = times.get(stage)
+        return ([p] if plan_lock else []) + [f"{t.seconds / 60:.1f} min" if t else "–"]
+
     rows = []
     runs = table.drop_duplicates("run_id")
     done = runs[runs["status"] != "missing"]
     best = configs.iloc[0][MEAN] if len(configs) and configs[MEAN].notna().any() else None
-    rows.append(["sweeps, grids, configs", f"{len(done)} runs",
+    rows.append([STAGES["sweeps"], f"{len(done)} runs", *cost("sweeps"),
                  duration(pd.to_numeric(done["total_time_s"], errors="coerce").sum()),
                  f"{pct(best)} validation (best configuration)"])
     trials = optuna["trials"] if optuna is not None else None
@@ -79,26 +94,35 @@ def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
                          & trials["state"].isin(["COMPLETE", "PRUNED"])]
         promoted = int(trained["promoted"].astype(str).eq("True").sum())
         rows.append(["Optuna", f"{len(trained)} trials ({promoted} promoted)",
+                     *cost("optuna"),
                      duration(pd.to_numeric(trained["duration_s"], errors="coerce").sum()),
                      f"{pct(optuna['value'])} validation (best trial)"])
     if final is not None:
-        rows.append(["final retrain", f"{len(final['per_seed'])} seeds",
+        control = final["control"]
+        rows.append(["final retrain", f"{len(final['per_seed'])} seeds", *cost("final"),
                      duration(_seconds(final["per_seed"])),
                      format_mean_ci(final["test_acc_mean"], final["test_acc_ci95"]) + " test"])
-        control = final["control"]
         if control is not None:
             rows.append(["control (baseline)", f"{len(control['per_seed'])} seeds",
+                         *cost("control"),
                          duration(_seconds(control["per_seed"])),
                          format_mean_ci(control["test_acc_mean"], control["test_acc_ci95"])
                          + " test"])
+    slots = plan_lock["machine"]["job_slots"] if plan_lock else None
     doc.add("## What each stage cost and bought",
-            "Training time summed over each stage's runs (jobs that ran side by side "
-            "overlap in wall time), and the best accuracy once the stage was done. The "
-            "sweeps and the trials may train for different epochs, so their validation "
-            "accuracies compare configurations at their own fidelity; the final and "
-            "control rows are test accuracy, mean ± 95 % CI over the seeds.",
-            md_table(["stage", "runs", "training time", "best accuracy after it"], rows,
-                     "llrl"))
+            ("*Planned*: the budget plan's minutes for the stage, with "
+             f"{slots} training job(s) at once. " if plan_lock else "")
+            + "*Jobs*: the wall time of the stage's Snakemake jobs, start-ups included "
+            "(their `benchmark:` records under results/benchmarks/), summed: with one job "
+            "at once, the stage's wall time. "
+            "*Training*: the training loops alone, summed over the stage's runs. The "
+            "best accuracy once the stage was done: the sweeps and the trials may train "
+            "for different epochs, so their validation accuracies compare configurations "
+            "at their own fidelity; the final and control rows are test accuracy, mean "
+            "± 95 % CI over the seeds.",
+            md_table(["stage", "runs", *(["planned"] if plan_lock else []), "jobs",
+                      "training", "best accuracy after it"], rows,
+                     "ll" + "r" * (3 if plan_lock else 2) + "l"))
     if plan_lock is not None:
         doc.add(budget_text(plan_lock))
 
