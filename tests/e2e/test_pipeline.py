@@ -45,22 +45,6 @@ def test_study_runs_end_to_end(study_dir):
     assert len(exported["logged"]) == len(study.plan.runs) + 2  # the runs + final seeds
 
 
-def test_every_job_left_a_benchmark_record_and_the_report_sums_them(study_dir):
-    """Snakemake's `benchmark:` record of each job (wall seconds), per stage in the
-    report's cost table."""
-    from hpsweep.analysis.job_times import stage_jobs, stage_times
-
-    study = Study.load(study_dir / "params.toml", root=study_dir)
-    for stage, records in stage_jobs(study).items():
-        assert records and all(r.is_file() for r in records), stage
-    times = stage_times(study)
-    assert set(times) == {"sweeps", "optuna", "final", "control"}
-    assert all(t.seconds > 0 for t in times.values())
-    text = re.sub(r" {2,}", " ", (study.paths.reports_dir / "report.md").read_text())
-    minutes = times["final"].seconds / 60
-    assert re.search(rf"\| final retrain \| 2 seeds \| {minutes:.1f} min \| ", text)
-
-
 def test_every_training_job_trained_on_a_gpu_slot(study_dir):
     """The fixture ran as on a two-GPU box: each job that trains claimed a slot first."""
     logs = Study.load(study_dir / "params.toml", root=study_dir).paths.logs
@@ -88,25 +72,6 @@ def test_second_run_has_nothing_to_do(study_dir):
     res = snakemake(study_dir, "-n")
     assert res.returncode == 0
     assert "Nothing to be done" in res.stdout + res.stderr
-
-
-def test_a_workspace_without_benchmark_records_reruns_nothing(study_dir):
-    """A study finished before the records existed: neither the whole DAG nor a DVC
-    stage's target reruns (the local profile's triggers: mtime and input)."""
-    from hpsweep.ops.dvcyaml import STAGES
-
-    study = Study.load(study_dir / "params.toml", root=study_dir)
-    records = study.paths.results_dir / "benchmarks"
-    aside = study_dir / "benchmarks-aside"
-    records.rename(aside)
-    try:
-        for stage in [None, *(s for s in STAGES if s.target and not s.forcerun)]:
-            args = ["--allowed-rules", *stage.rules, "--", stage.target] if stage else []
-            res = snakemake(study_dir, "-n", "--rerun-triggers", "mtime", "input", *args)
-            assert res.returncode == 0, res.stderr[-2000:]
-            assert "Nothing to be done" in res.stdout + res.stderr, (stage, res.stdout[-2000:])
-    finally:
-        aside.rename(records)
 
 
 def test_invalid_params_stop_before_any_job(tmp_path):

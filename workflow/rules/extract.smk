@@ -16,8 +16,6 @@ rule extract_run:
         results=str(PATHS.run_dir("{run}") / "results.toml"),
     log:
         str(PATHS.logs / "extract" / "{run}.log"),
-    benchmark:
-        str(PATHS.benchmark("extract_run")),
     wildcard_constraints:
         run="[0-9a-f]{12}",
     conda:

@@ -16,8 +16,6 @@ rule final_run:
         metrics=str(_layout.seed_dir(STUDY, "{seed}") / "metrics.json"),
     log:
         str(PATHS.logs / "final" / "seed_{seed}.log"),
-    benchmark:
-        str(PATHS.benchmark("final_run")),
     wildcard_constraints:
         seed=r"\d+",
     threads: TRAIN_JOB_THREADS
@@ -41,8 +39,6 @@ rule control_run:
         metrics=str(_layout.control_dir(STUDY, "{seed}") / "metrics.json"),
     log:
         str(PATHS.logs / "final" / "control_seed_{seed}.log"),
-    benchmark:
-        str(PATHS.benchmark("control_run")),
     wildcard_constraints:
         seed=r"\d+",
     threads: TRAIN_JOB_THREADS

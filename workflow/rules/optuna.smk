@@ -26,8 +26,6 @@ rule optuna_setup:
         marker=str(TUNER.setup_marker),
     log:
         str(PATHS.logs / "optuna" / "setup.log"),
-    benchmark:
-        str(PATHS.benchmark("optuna_setup")),
     conda:
         "../envs/hpsweep.yaml"
     script:
@@ -46,8 +44,6 @@ rule optuna_worker:
         marker=str(TUNER.worker_marker("{worker}")),
     log:
         str(PATHS.logs / "optuna" / "worker_{worker}.log"),
-    benchmark:
-        str(PATHS.benchmark("optuna_worker")),
     wildcard_constraints:
         worker=r"\d+",
     threads: TRAIN_JOB_THREADS

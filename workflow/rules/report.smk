@@ -30,8 +30,6 @@ rule plots:
         **{key: report(str(p), category="Figures") for key, p in figure_paths(STUDY).items()},
     log:
         str(PATHS.logs / "plots.log"),
-    benchmark:
-        str(PATHS.benchmark("plots")),
     conda:
         "../envs/hpsweep.yaml"
     script:

@@ -14,8 +14,6 @@ rule summarize:
         summary=str(_layout.experiment_summary_path(STUDY)),
     log:
         str(PATHS.logs / "summarize.log"),
-    benchmark:
-        str(PATHS.benchmark("summarize")),
     conda:
         "../envs/hpsweep.yaml"
     script:

@@ -12,8 +12,6 @@ rule train_run:
         metrics=str(PATHS.run_dir("{run}") / "metrics.json"),
     log:
         str(PATHS.logs / "train" / "{run}.log"),
-    benchmark:
-        str(PATHS.benchmark("train_run")),
     wildcard_constraints:
         run="[0-9a-f]{12}",
     threads: TRAIN_JOB_THREADS

@@ -20,7 +20,6 @@ from typing import Any
 
 import pandas as pd
 
-from hpsweep.analysis.job_times import stage_times
 from hpsweep.analysis.markdown import Doc, duration, finite, md_table, num, pct
 from hpsweep.analysis.plots import load_table
 from hpsweep.analysis.report_sweeps import (
@@ -331,7 +330,7 @@ def build_report(study: Study, out: str | Path | None = None) -> str:
     _confusion(doc, study, configs)
     opt = _optuna(doc, study)
     fin = _final(doc, study)
-    stages_section(doc, table, configs, opt, fin, study.plan_lock, stage_times(study))
+    stages_section(doc, table, configs, opt, fin, study.plan_lock)
     _comparison(doc, study, configs, opt, fin)
     _reproduce(doc, study)
     return doc.text()

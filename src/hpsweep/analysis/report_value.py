@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from hpsweep.analysis.job_times import StageTime
 from hpsweep.analysis.markdown import Doc, duration, finite, md_table, pct
 from hpsweep.analysis.tables import MEAN
 from hpsweep.core.budget import changed
@@ -64,22 +63,19 @@ def _seconds(rows: list[dict[str, Any]]) -> float:
 
 def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
                    optuna: dict | None, final: dict | None,
-                   plan_lock: dict | None = None,
-                   job_times: dict[str, StageTime] | None = None) -> None:
-    """Per stage: its runs, the minutes planned for it and its jobs' wall time, their
-    summed training time, and the best accuracy after it. ``optuna``: the best trial's
-    value and trials.csv as the report's Optuna section read them (None: not run).
-    ``plan_lock``: a budgeted study's frozen plan (core.budget); ``job_times``: its jobs'
-    benchmark records (analysis.job_times)."""
+                   plan_lock: dict | None = None) -> None:
+    """Per stage: its runs, the minutes planned for it (a budgeted study), their summed
+    training time, and the best accuracy after it. ``optuna``: the best trial's value
+    and trials.csv as the report's Optuna section read them (None: not run).
+    ``plan_lock``: a budgeted study's frozen plan (core.budget)."""
     planned = {STAGE_KEY.get(s["stage"]): s["minutes"]
                for s in (plan_lock or {}).get("stages", [])}
-    times = job_times or {}
 
     def cost(stage: str) -> list[str]:
-        """The stage's planned minutes (with a budget) and its jobs' measured ones."""
-        p = f"{planned[stage]:.1f} min" if stage in planned else "–"
-        t = times.get(stage)
-        return ([p] if plan_lock else []) + [f"{t.seconds / 60:.1f} min" if t else "–"]
+        """The stage's planned minutes: a cell with a budget, none without."""
+        if not plan_lock:
+            return []
+        return [f"{planned[stage]:.1f} min" if stage in planned else "–"]
 
     rows = []
     runs = table.drop_duplicates("run_id")
@@ -110,19 +106,18 @@ def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
                          + " test"])
     slots = plan_lock["machine"]["job_slots"] if plan_lock else None
     doc.add("## What each stage cost and bought",
-            ("*Planned*: the budget plan's minutes for the stage, with "
-             f"{slots} training job(s) at once. " if plan_lock else "")
-            + "*Jobs*: the wall time of the stage's Snakemake jobs, start-ups included "
-            "(their `benchmark:` records under results/benchmarks/), summed: with one job "
-            "at once, the stage's wall time. "
-            "*Training*: the training loops alone, summed over the stage's runs. The "
+            ("*Planned*: the budget plan's minutes for the stage (wall time with "
+             f"{slots} training job(s) at once, job start-ups included). " if plan_lock
+             else "")
+            + "*Training*: the training loops alone, summed over the stage's runs (jobs "
+            "that ran side by side overlap in wall time). The "
             "best accuracy once the stage was done: the sweeps and the trials may train "
             "for different epochs, so their validation accuracies compare configurations "
             "at their own fidelity; the final and control rows are test accuracy, mean "
             "± 95 % CI over the seeds.",
-            md_table(["stage", "runs", *(["planned"] if plan_lock else []), "jobs",
+            md_table(["stage", "runs", *(["planned"] if plan_lock else []),
                       "training", "best accuracy after it"], rows,
-                     "ll" + "r" * (3 if plan_lock else 2) + "l"))
+                     "ll" + "r" * (2 if plan_lock else 1) + "l"))
     if plan_lock is not None:
         doc.add(budget_text(plan_lock))
 

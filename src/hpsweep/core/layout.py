@@ -16,8 +16,6 @@ reports), the dataset files and each run's directory are StudyPaths, below.
                                                         (hpsweep plan, core.budget)
     <results>/params/<stage>/<rule>.json                what each rule was made from
                                                         (hpsweep.core.params_deps)
-    <results>/benchmarks/<stage>/<job>.tsv              each job's wall time and memory
-                                                        (Snakemake's `benchmark:`)
 """
 
 from __future__ import annotations
@@ -81,37 +79,12 @@ class StudyPaths:
     def logs(self) -> Path:
         return self.results_dir / "logs"
 
-    def benchmark(self, rule: str, **wildcards: object) -> Path:
-        """The `benchmark:` record Snakemake writes for a job of ``rule`` (its wall time,
-        memory and CPU time; the latest run of the job). Without ``wildcards``, the
-        rule's pattern, for the Snakefile; with them, one job's file, for the report."""
-        stage, name = BENCHMARKS[rule]
-        job = name.format(**wildcards) if wildcards else name
-        return self.results_dir / "benchmarks" / stage / f"{job}.tsv"
 
-
-# The budget plan's stages (hpsweep.ops.estimate prices them; the report compares them
-# with what their jobs took), by key: the name the plan and the report show.
+# The budget plan's stages (hpsweep.ops.estimate prices them; the report puts their
+# planned minutes beside what they trained), by key: the name the plan and report show.
 STAGES = {"sweeps": "sweeps, grids, configs", "optuna": "optuna", "final": "final",
           "control": "control", "report": "report"}
 STAGE_KEY = {name: key for key, name in STAGES.items()}  # a name in a plan -> its key
-
-# The benchmark record of each rule that has one: (its stage, the job's file name). Not
-# the rules `dvc repro` names as its stages' targets (ops.dvcyaml: prepare_data,
-# summary_tables, optuna_collect, final_summary, report, mlflow_export): Snakemake counts
-# a target's benchmark file among its outputs, so a workspace made before the records
-# existed would rerun them, and with the mtime trigger all that follows (the prepared
-# data, Optuna's best). Those jobs only load and write files: seconds each.
-BENCHMARKS = {
-    "train_run": ("sweeps", "train_{run}"),
-    "extract_run": ("sweeps", "extract_{run}"),
-    "summarize": ("sweeps", "summarize"),
-    "optuna_setup": ("optuna", "setup"),
-    "optuna_worker": ("optuna", "worker_{worker}"),
-    "final_run": ("final", "seed_{seed}"),
-    "control_run": ("control", "seed_{seed}"),
-    "plots": ("report", "plots"),
-}
 
 
 def safe_name(name: str) -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpsweep.analysis.job_times import stage_times
 from hpsweep.core.budget import changed
-from hpsweep.core.layout import STAGE_KEY
 from hpsweep.core.plan import format_value
 from hpsweep.core.stats import format_mean_ci
 from hpsweep.core.study import Study
@@ -59,11 +57,6 @@ def _render_runs(st: StudyStatus) -> list[str]:
             or "the study as written"
         out += ["", f"Budget: {lock['budget']:g} min, planned {lock['total_minutes']:.1f} min "
                 f"({chosen}; frozen in {st.study.paths.plan_lock})"]
-        times = stage_times(st.study)  # what the stages' finished jobs took so far
-        spent = [f"{s['stage']} {times[key].seconds / 60:.1f} of {s['minutes']:.1f}"
-                 for s in lock["stages"] if (key := STAGE_KEY.get(s["stage"])) in times]
-        if spent:
-            out.append("Finished jobs, minutes of the planned: " + "; ".join(spent))
     t = st.totals
     out += ["", f"Runs: {len(st.runs)} distinct, " +
             ", ".join(f"{t[s]} {s}" for s in STATES)]

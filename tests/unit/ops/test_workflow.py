@@ -84,17 +84,3 @@ def test_conda_post_deploy_refuses_to_run_outside_the_project(tmp_path):
     run = subprocess.run(["bash", str(script)], cwd=tmp_path, capture_output=True, text=True)
     assert run.returncode == 1
     assert run.stderr.strip().endswith("run snakemake from the project root"), run.stderr
-
-
-def test_benchmark_records_are_declared_by_their_rules_and_never_by_a_dvc_target():
-    """core.layout.BENCHMARKS is the rules' `benchmark:` list, and no rule `dvc repro`
-    targets has one (a target's missing record would rerun it in an older workspace)."""
-    from hpsweep.core.layout import BENCHMARKS
-    from hpsweep.ops.dvcyaml import STAGES
-
-    rules = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
-    declared = re.findall(r'benchmark:\s+str\(PATHS\.benchmark\("(\w+)"\)\)', rules)
-    assert sorted(declared) == sorted(BENCHMARKS)
-    assert rules.count("benchmark:") == len(declared)
-    targets = {s.target for s in STAGES if s.target}
-    assert "optuna_collect" in targets and not targets & set(BENCHMARKS)
