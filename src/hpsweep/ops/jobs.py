@@ -44,12 +44,8 @@ def workflow_slots(study: Study, workflow) -> int | None:
 
     if workflow is None or not workflow.local_exec:
         return None
-    try:
-        cores = workflow.cores
-    except Exception:  # no --cores (a dry run may omit it)
-        cores = None
     gpus = workflow.global_resources.get("gpu") if study.uses_gpu else None
-    return job_slots(cores, gpus)
+    return job_slots(workflow_cores(workflow), gpus)
 
 
 def freeze_plan(study: Study) -> None:
@@ -113,13 +109,17 @@ def study_of(smk) -> Study:
 TRAIN_THREADS = 2
 
 
+def workflow_cores(workflow) -> int | None:
+    """A running Snakemake workflow's --cores; None where it has none."""
+    try:
+        return workflow.cores
+    except Exception:  # no --cores (e.g. a remote executor's dry run)
+        return None
+
+
 def training_job_threads(workflow) -> int:
     """training_threads_for() of a running Snakemake workflow (its --cores, executor)."""
-    try:
-        cores = workflow.cores
-    except Exception:  # no --cores (e.g. a remote executor's dry run)
-        cores = None
-    return training_threads_for(cores, bool(workflow.local_exec))
+    return training_threads_for(workflow_cores(workflow), bool(workflow.local_exec))
 
 
 def training_threads_for(cores: int | None, local: bool, cpus: int | None = None) -> int:
