@@ -353,11 +353,12 @@ def final_stage(x: _Inputs) -> StageEstimate:
 
 
 def control_stage(x: _Inputs) -> StageEstimate:
-    """The baseline at the final seeds' epochs, once per seed (final.control)."""
+    """The baseline at the final seeds' epochs, once per seed (final.control). Before
+    Optuna has chosen, at the longest of the epochs the final seeds may train, like the
+    final stage."""
     f, counts = x.study.params.final, x.counts
     _, epochs, n_tr = _final_runs(x)
-    seed_s = sum(x.seconds(x.base, e, n_tr, counts["val"], counts["test"])
-                 for e in epochs) / len(epochs)
+    seed_s = x.seconds(x.base, max(epochs), n_tr, counts["val"], counts["test"])
     return StageEstimate(STAGES["control"], len(f.seeds), _span(epochs), n_tr,
                          len(f.seeds) * (seed_s + x.startup) / 60, _seed_jobs(x))
 

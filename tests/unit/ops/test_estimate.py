@@ -3,6 +3,7 @@ counting completed runs with the time they took."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -56,6 +57,25 @@ def test_the_control_is_its_own_stage_priced_at_the_final_seeds_epochs(study):
     without = {s.stage: s for s in est.estimate(study)}
     assert "control" not in without and without["final"].jobs == 2
     assert without["final"].job_min == pytest.approx(stages["final"].job_min)
+
+
+def test_before_optuna_chooses_final_and_control_are_priced_at_the_longest_draw(study):
+    """With train.epochs in the space, the final seeds and the control train the
+    winner's epochs: until it is known, both are priced at the longest the space allows."""
+    x = est.study_inputs(study)
+    short, long = copy.deepcopy(x.base), copy.deepcopy(x.base)
+    short["train"]["epochs"], long["train"]["epochs"] = 1, 5
+    x.draws = [short, long]
+    study.params.final.epochs = 0
+    counts, n_tr = x.counts, x.counts["train"] + (
+        x.counts["val"] if study.params.final.train_on_val else 0)
+    seeds = len(study.params.final.seeds)
+    at_5 = x.seconds(x.base, 5, n_tr, counts["val"], counts["test"])
+    control = est.control_stage(x)
+    assert control.epochs == "1-5"
+    assert control.job_min == pytest.approx(seeds * (at_5 + x.startup) / 60)
+    assert est.final_stage(x).job_min == pytest.approx((seeds * (at_5 + x.startup)
+                                                        + x.startup) / 60)
 
 
 def test_a_completed_run_counts_with_its_measured_time(study):
