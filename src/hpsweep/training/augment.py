@@ -4,6 +4,8 @@ none          identity
 shift         random translation by up to +-2 px (edge-replicate padding + random crop)
 shift_rotate  random rotation up to +-10 degrees and translation up to +-2 px
               (one affine_grid/grid_sample over the batch, border padding)
+shift_flip    shift + random horizontal flip (images whose mirror is the same class:
+              Fashion-MNIST's clothes and shoes, not digits)
 crop_flip     pad 4 (reflect) + random crop + random horizontal flip (natural images)
 """
 
@@ -49,18 +51,27 @@ def shift_rotate(x: torch.Tensor, px: int = SHIFT_PX, deg: float = ROTATE_DEG) -
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def random_hflip(x: torch.Tensor) -> torch.Tensor:
+    """Each image mirrored left-right with probability 1/2."""
+    flip = torch.rand(x.shape[0], device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def shift_flip(x: torch.Tensor, px: int = SHIFT_PX) -> torch.Tensor:
+    return random_hflip(shift(x, px))
+
+
 def crop_flip(x: torch.Tensor, pad: int = CROP_PAD) -> torch.Tensor:
     h, w = x.shape[-2:]
     mode = "reflect" if pad < min(h, w) else "replicate"
-    x = random_crop(F.pad(x, (pad, pad, pad, pad), mode=mode), h, w)
-    flip = torch.rand(x.shape[0], device=x.device) < 0.5
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return random_hflip(random_crop(F.pad(x, (pad, pad, pad, pad), mode=mode), h, w))
 
 
 AUGMENTS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
     "none": None,
     "shift": shift,
     "shift_rotate": shift_rotate,
+    "shift_flip": shift_flip,
     "crop_flip": crop_flip,
 }
 

@@ -146,7 +146,7 @@ def test_each_scheduler_runs(data, tmp_path, scheduler):
         assert all(v <= lr for v in lrs)
 
 
-@pytest.mark.parametrize("aug", ["shift", "shift_rotate", "crop_flip"])
+@pytest.mark.parametrize("aug", ["shift", "shift_rotate", "shift_flip", "crop_flip"])
 def test_augmentations_train_a_residual_cnn(rgb16, tmp_path, aug):
     cfg = run_cfg(**{"model.arch": "cnn", "model.channels": [8, 16], "model.residual": True,
                      "model.head": "gap", "model.fc": [16], "train.augment": aug,
@@ -173,12 +173,18 @@ def test_augment_functions_move_pixels_within_bounds():
         augment.get_augment("mixup")
 
 
-def test_crop_flip_flips_about_half():
+@pytest.mark.parametrize("aug", ["crop_flip", "shift_flip"])
+def test_flips_mirror_about_half(aug):
     torch.manual_seed(1)
     x = torch.linspace(0, 1, 16).expand(200, 1, 16, 16).contiguous()  # increasing along W
-    y = augment.crop_flip(x)
+    y = augment.get_augment(aug)(x)
     flipped = (y[:, 0, 8, 12] < y[:, 0, 8, 3]).float().mean().item()
     assert 0.3 < flipped < 0.7
+
+
+def test_the_schema_accepts_exactly_the_trainers_augmentations():
+    from hpsweep.core.sections import AUGMENTATIONS
+    assert set(AUGMENTATIONS) == set(augment.AUGMENTS)
 
 
 def test_divergence_stops_with_status(data, tmp_path):
