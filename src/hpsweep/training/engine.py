@@ -152,8 +152,9 @@ class _Run:
         return _completed_metrics(self.out_dir / "metrics.json", self.identity,
                                   self.evaluate_test)
 
-    def build(self) -> None:
-        """The seeded model, the data on the device, optimizer and schedule."""
+    def build(self, dd: DeviceData | None = None) -> None:
+        """The seeded model, the data on the device (``dd``: already there, shared by a
+        pack's members), optimizer and schedule."""
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         torch.manual_seed(self.seed)
@@ -163,7 +164,8 @@ class _Run:
             model = model.to(memory_format=torch.channels_last)
         self.model, self.n_params = model, count_params(model)
         splits = ("train", "val", "test") if self.evaluate_test else ("train", "val")
-        self.dd = DeviceData(self.data, self.device, splits=splits, channels_last=self.conv)
+        self.dd = dd or DeviceData(self.data, self.device, splits=splits,
+                                   channels_last=self.conv)
         self.bs, self.steps, self.used = plan_batches(self.dd.size("train"), self.t.batch_size)
         self.opt = build_optimizer(model, self.t)
         self.sched = Schedule(self.opt, self.t, self.steps)
@@ -251,7 +253,9 @@ class _Run:
     def save_last(self, state: TrainState, best_model: dict | None) -> None:
         """last.pt: everything a killed run resumes from."""
         save_atomic({"format": CKPT_FORMAT, "identity": self.identity, "epoch": state.epoch,
-                     "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                     # copies: a pack member's weights are views into the pack's
+                     # stacked tensors, and torch.save would write all of their storage
+                     "model": _cpu_state(self.model), "optimizer": self.opt.state_dict(),
                      "schedule": self.sched.state_dict(), "rng": capture_rng(self.device),
                      "state": _plain_state(state), "best_model": best_model}, self.last_path)
 
@@ -315,6 +319,32 @@ class _Run:
         }
 
 
+def close_epoch(run: _Run, state: TrainState, ep: _Epoch, best_model: dict | None,
+                tb: TBLog, on_epoch: Callable[[int, float], None] | None,
+                elapsed: Callable[[], float]) -> tuple[dict | None, dict[str, float]]:
+    """A trained epoch's bookkeeping: keep the best, record, check stops, save last.pt:
+    (best model, the epoch's history row)."""
+    best_model = run.keep_best(state, ep, best_model)
+    row = run.record(state, ep, tb)
+    run.check_stop(state, ep.number, on_epoch, ep.val_acc)
+    tb.flush()  # events up to this epoch are on disk before last.pt says so
+    state.elapsed_s = elapsed()
+    run.save_last(state, best_model)
+    return best_model, row
+
+
+def mark_diverged(run: _Run, state: TrainState) -> dict[str, int]:
+    """Stop the run as diverged in the epoch after the last recorded one: diverged_at."""
+    state.status = RunStatus.DIVERGED
+    log.warning("%s: loss is not finite or > %.0f in epoch %d (step %d); stopping: diverged",
+                run.out_dir, run.limit, state.epoch + 1, state.global_step)
+    return {"epoch": state.epoch + 1, "step": state.global_step}
+
+
+def still_training(run: _Run, state: TrainState) -> bool:
+    return state.status == RunStatus.RUNNING and state.epoch < run.t.epochs
+
+
 def _epochs(run: _Run, state, best_model, tb: TBLog, on_epoch, progress: bool,
             max_epochs: int | None, elapsed: Callable[[], float]):
     """The epoch loop: train, keep the best, record, check stops, save last.pt, until the
@@ -324,27 +354,40 @@ def _epochs(run: _Run, state, best_model, tb: TBLog, on_epoch, progress: bool,
                desc=run.out_dir.name, leave=False, dynamic_ncols=True)
     try:
         for _ in itertools.count() if max_epochs is None else range(max_epochs):
-            if not (state.status == RunStatus.RUNNING and state.epoch < run.t.epochs):
+            if not still_training(run, state):
                 break
             ep = run.train_epoch(state, tb)
             if ep is None:
-                state.status = RunStatus.DIVERGED
-                diverged_at = {"epoch": state.epoch + 1, "step": state.global_step}
-                log.warning("%s: loss is not finite or > %.0f in epoch %d (step %d); stopping: "
-                            "diverged", run.out_dir, run.limit, state.epoch + 1,
-                            state.global_step)
+                diverged_at = mark_diverged(run, state)
                 break
-            best_model = run.keep_best(state, ep, best_model)
-            row = run.record(state, ep, tb)
+            best_model, row = close_epoch(run, state, ep, best_model, tb, on_epoch, elapsed)
             bar.update(1)
             bar.set_postfix(val_acc=f"{row['val_acc']:.4f}", loss=f"{row['train_loss']:.4f}")
-            run.check_stop(state, ep.number, on_epoch, ep.val_acc)
-            tb.flush()  # events up to this epoch are on disk before last.pt says so
-            state.elapsed_s = elapsed()
-            run.save_last(state, best_model)
     finally:
         bar.close()
     return best_model, diverged_at
+
+
+def complete_run(run: _Run, state: TrainState, best_model: dict | None, tb: TBLog,
+                 total_s: float, diverged_at: dict[str, int] | None, resumed: bool,
+                 extra_provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A stopped run's end: test evaluation, confusion.csv, metrics.json (last: its
+    presence means "complete"); last.pt removed. Returns the metrics."""
+    try:
+        test = run.finish(state, best_model)
+        metrics = run.metrics(state, test, total_s, diverged_at, resumed)
+        metrics["provenance"].update(extra_provenance or {})
+        tb.hparams(run.run_cfg, metrics)
+    finally:
+        tb.close()
+    write_metrics(run.out_dir / "metrics.json", metrics)
+    # The resume state (optimizer moments, RNG) only serves an interrupted run; a complete
+    # run keeps best.pt. Dropping it cuts each run's size (and DVC's cache) about 5x.
+    run.last_path.unlink(missing_ok=True)
+    log.info("%s: %s, best val acc %s at epoch %d, %.1f s", run.out_dir, metrics["status"],
+             f"{state.best_val_acc:.4f}" if state.best_epoch else "-", state.best_epoch,
+             metrics["total_time_s"])
+    return metrics
 
 
 def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, seed: int,
@@ -389,21 +432,8 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
     except BaseException:
         tb.close()
         raise
-    if state.status == RunStatus.RUNNING and state.epoch < run.t.epochs:  # stopped early
+    if still_training(run, state):  # stopped early by max_epochs_this_call
         tb.close()
         return {"status": RunStatus.INCOMPLETE, "epochs_run": state.epoch, "seed": run.seed}
-    try:
-        test = run.finish(state, best_model)
-        metrics = run.metrics(state, test, elapsed_before + time.perf_counter() - t0,
-                              diverged_at, resumed)
-        tb.hparams(run_cfg, metrics)
-    finally:
-        tb.close()
-    write_metrics(run.out_dir / "metrics.json", metrics)  # last: its presence means "complete"
-    # The resume state (optimizer moments, RNG) only serves an interrupted run; a complete
-    # run keeps best.pt. Dropping it cuts each run's size (and DVC's cache) about 5x.
-    run.last_path.unlink(missing_ok=True)
-    log.info("%s: %s, best val acc %s at epoch %d, %.1f s", run.out_dir, metrics["status"],
-             f"{state.best_val_acc:.4f}" if state.best_epoch else "-", state.best_epoch,
-             metrics["total_time_s"])
-    return metrics
+    return complete_run(run, state, best_model, tb, elapsed_before + time.perf_counter() - t0,
+                        diverged_at, resumed)
