@@ -13,11 +13,13 @@ shuffled batches; what differs is how the N members' steps run:
                torch.baddbmm over [N, batch, features]; BatchNorm per member
 
 Member-samples/s = N x steps x batch / training seconds, the median of ``--repeats``
-interleaved repeats (min-max beside it). This is a measurement of the packing itself,
-not a pack trainer: a pipeline pack would also need per-member learning rates (fused
-AdamW takes one lr), per-member checkpoints and early stops. BatchNorm's running
-statistics are not tracked under vmap (torch.func.replace_all_batch_norm_modules_),
-which only costs a few elementwise ops in the real thing.
+interleaved repeats (min-max beside it). The three ways above time the
+packing itself (no checkpoints, no evaluation; BatchNorm's running statistics are not
+tracked under vmap). For the MLP, two more rows time the trainer whole, an epoch of
+N runs with evaluation and files:
+
+    engine alone   hpsweep.training.engine.train_run, N runs one after another
+    engine pack    hpsweep.training.pack.train_pack, the N runs as one pack
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -205,11 +208,43 @@ def run(params: Params, data_path: Path, n: int, batches: list[int], steps: int,
                 took[name].append(way(models, x, y, bs, steps, t["lr"],
                                       t["label_smoothing"], bf16))
         rates = {w: sorted(_rate(n, bs, steps, s) for s in v[1:]) for w, v in took.items()}
+        if cfg["arch"] == "mlp":
+            rates |= engine(params, data, n, bs, repeats, threads, subset, device)
         med = {w: statistics.median(r) for w, r in rates.items()}
         for w, r in rates.items():
+            ref = "engine alone" if w.startswith("engine") else "separate"
             rows.append([cfg["arch"], bs, n, w, f"{med[w]:,.0f}", f"{r[0]:,.0f}-{r[-1]:,.0f}",
-                         f"{med[w] / med['separate']:.2f}x"])
+                         f"{med[w] / med[ref]:.2f}x"])
     return rows
+
+
+def engine(params: Params, data, n: int, bs: int, repeats: int, threads: int, subset: int,
+           device: str) -> dict[str, list[float]]:
+    """Member-samples/s of one epoch of N runs (the baseline, seeds 0..N-1) through the
+    trainer: one after another (train_run) and as one pack (train_pack), interleaved;
+    evaluation on 2,000 validation images and the run files included."""
+    from hpsweep.core.schema import resolve_run
+    from hpsweep.training.engine import train_run
+    from hpsweep.training.pack import PackMember, train_pack
+
+    part = data.derive(x_train=data.x_train[:subset], y_train=data.y_train[:subset],
+                       x_val=data.x_val[:2000], y_val=data.y_val[:2000])
+    cfg = resolve_run(params.run_base(), {"train.batch_size": bs, "train.epochs": 1})
+    cfg["device"] = device
+    took: dict[str, list[float]] = {"engine alone": [], "engine pack": []}
+    for _ in range(repeats + 1):  # the first round warms up
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            for i in range(n):
+                train_run(cfg, part, Path(tmp) / f"alone{i}", seed=i, threads=threads,
+                          progress=False)
+            took["engine alone"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            train_pack([PackMember(cfg, i, Path(tmp) / f"pack{i}") for i in range(n)], part,
+                       threads=threads, progress=False)
+            took["engine pack"].append(time.perf_counter() - t0)
+    samples = n * len(part.y_train)
+    return {w: sorted(samples / s for s in v[1:]) for w, v in took.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
