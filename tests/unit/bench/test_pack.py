@@ -33,3 +33,15 @@ def test_members_start_from_their_own_seeds():
     a, b = _models(CFG, 2, (1, 8, 8), 4)
     assert not torch.equal(a[1].weight, b[1].weight)
     assert torch.equal(_models(CFG, 1, (1, 8, 8), 4)[0][1].weight, a[1].weight)
+
+
+def test_the_trainer_rows_time_runs_alone_and_as_one_pack(tmp_path):
+    from synthdata import write_data
+
+    from hpsweep.bench.pack import engine
+    from hpsweep.core.schema import Params
+
+    data = write_data(tmp_path / "synthetic.pt")
+    rates = engine(Params(), data, n=2, bs=64, repeats=1, threads=1, subset=128, device="cpu")
+    assert set(rates) == {"engine alone", "engine pack"}
+    assert all(len(r) == 1 and r[0] > 0 for r in rates.values())
