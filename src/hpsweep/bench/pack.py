@@ -19,7 +19,7 @@ tracked under vmap). For the MLP, two more rows time the trainer whole, an epoch
 N runs with evaluation and files:
 
     engine alone   hpsweep.training.engine.train_run, N runs one after another
-    engine pack    hpsweep.training.pack.train_pack, the N runs as one pack
+    engine pack    hpsweep.training.pack_trainer.train_pack, the N runs as one pack
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def engine(params: Params, data, n: int, bs: int, repeats: int, threads: int, su
     evaluation on 2,000 validation images and the run files included."""
     from hpsweep.core.schema import resolve_run
     from hpsweep.training.engine import train_run
-    from hpsweep.training.pack import PackMember, train_pack
+    from hpsweep.training.pack_trainer import PackMember, train_pack
 
     part = data.derive(x_train=data.x_train[:subset], y_train=data.y_train[:subset],
                        x_val=data.x_val[:2000], y_val=data.y_val[:2000])
