@@ -54,7 +54,7 @@ from hpsweep.training.engine import (
     mark_diverged,
     still_training,
 )
-from hpsweep.training.epoch import evaluate
+from hpsweep.training.epoch import TrainState, evaluate
 from hpsweep.training.writer import TBLog
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class _Member:
 
     index: int
     run: _Run
-    state: Any
+    state: TrainState
     best_model: dict | None
     resumed: bool
     rng: dict[str, Any]
