@@ -9,6 +9,11 @@ alone only by the batched matmul's rounding.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -121,6 +126,61 @@ def test_a_killed_pack_resumes_every_member_from_its_last_checkpoint(data, tmp_p
         assert r["provenance"]["resumed"] is True
         assert [h["train_loss"] for h in r["history"]] == pytest.approx(
             [h["train_loss"] for h in w["history"]], rel=LOSS_RTOL)
+
+
+# Trains a pack but hangs in the middle of its second epoch (after the first epoch's
+# last.pt of every member), after writing a flag file, so the test can SIGKILL it there.
+HANGING_PACK = """
+import json, pathlib, sys, time
+import torch
+import hpsweep.training.pack_trainer as pt
+from hpsweep.data.prepared import load_prepared
+
+torch.set_num_threads(1)
+real, calls = pt._Stacked.hand_grads, []
+def hanging(self):
+    real(self)
+    if self.group[0].state.epoch == 1:  # in epoch 2
+        calls.append(1)
+        if len(calls) == 3:
+            pathlib.Path(sys.argv[3], "hung").write_text("epoch 2, step 3")
+            time.sleep(600)
+pt._Stacked.hand_grads = hanging
+members = [pt.PackMember(m["cfg"], m["seed"], pathlib.Path(m["dir"]))
+           for m in json.loads(pathlib.Path(sys.argv[2]).read_text())]
+pt.train_pack(members, load_prepared(sys.argv[1]), progress=False)
+"""
+
+
+def test_kill_9_mid_epoch_resumes_every_member(data, tmp_path):
+    members = [PackMember(cfg(), 0, tmp_path / "m0"),
+               PackMember(cfg(**{"train.lr": 1e-2}), 1, tmp_path / "m1")]
+    spec = tmp_path / "members.json"
+    spec.write_text(json.dumps([{"cfg": m.run_cfg, "seed": m.seed, "dir": str(m.out_dir)}
+                                for m in members]))
+    data_path = tmp_path / "data.pt"
+    from hpsweep.data.prepared import save_prepared
+    save_prepared(data_path, {f"{xy}_{s}": getattr(data, f"{xy}_{s}") for s in
+                              ("train", "val", "test") for xy in "xy"}, data.classes,
+                  data.dataset)
+    victim = subprocess.Popen([sys.executable, "-c", HANGING_PACK, str(data_path), str(spec),
+                               str(tmp_path)], env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                   sys.path)}, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "hung").exists():
+        assert victim.poll() is None, victim.stderr.read()
+        assert time.time() < deadline, "the pack never reached epoch 2"
+        time.sleep(0.1)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    for m in members:  # killed mid-epoch: each member's epoch-1 last.pt, no metrics.json
+        assert (m.out_dir / "last.pt").is_file() and not (m.out_dir / "metrics.json").exists()
+    resumed = train_pack(members, data, progress=False)
+    whole = train_pack([PackMember(m.run_cfg, m.seed, tmp_path / f"whole{i}")
+                        for i, m in enumerate(members)], data, progress=False)
+    for w, r in zip(whole, resumed, strict=True):
+        assert r["status"] == "ok" and r["provenance"]["resumed"] is True
+        assert_same_run(w, r)
 
 
 def test_a_completed_member_is_not_retrained(data, tmp_path):
