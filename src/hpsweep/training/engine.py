@@ -194,13 +194,21 @@ class _Run:
         res = train_epoch(self.model, self.opt, self.sched, self.dd, self.t, self.aug,
                            self.bf16, state, tb, self.bs, self.steps, self.used, self.limit)
         train_s = time.perf_counter() - started
-        if res is None or not res[0] <= self.limit:
+        if res is None:
+            return None
+        return self.validate(state.epoch + 1, started, lr, res[0], res[1], train_s)
+
+    def validate(self, number: int, started: float, lr: float, train_loss: float,
+                 train_acc: float, train_s: float) -> _Epoch | None:
+        """A trained epoch validated; None when its mean training loss is above the
+        divergence limit or its validation loss is not finite."""
+        if not train_loss <= self.limit:
             return None
         val_loss, val_acc, conf = evaluate(self.model, self.dd, "val", self.t.eval_batch_size,
                                            self.bf16, self.data.num_classes)
         if not math.isfinite(val_loss):
             return None
-        return _Epoch(state.epoch + 1, started, lr, res[0], res[1], train_s, val_loss, val_acc,
+        return _Epoch(number, started, lr, train_loss, train_acc, train_s, val_loss, val_acc,
                       conf)
 
     def keep_best(self, state: TrainState, ep: _Epoch, best_model: dict | None) -> dict | None:

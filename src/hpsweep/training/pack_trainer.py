@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -54,7 +53,7 @@ from hpsweep.training.engine import (
     mark_diverged,
     still_training,
 )
-from hpsweep.training.epoch import TrainState, evaluate
+from hpsweep.training.epoch import TrainState
 from hpsweep.training.writer import TBLog
 
 log = logging.getLogger(__name__)
@@ -280,19 +279,10 @@ def _packed_epoch(group: list[_Member], dd: DeviceData) -> list[_Epoch | None]:
                     m.tb.step_loss(values[i], m.state.global_step)
     share = (time.perf_counter() - started) / n
     totals, hits = loss_sum.tolist(), correct.tolist()
-    epochs: list[_Epoch | None] = []
-    for i, m in enumerate(group):
-        mean_loss = totals[i] / used
-        if not (alive[i] and mean_loss <= m.run.limit):
-            epochs.append(None)
-            continue
-        own_start = time.perf_counter() - share  # epoch_s: its share, then its own work
-        val_loss, val_acc, conf = evaluate(m.run.model, dd, "val", m.run.t.eval_batch_size,
-                                           bf16, m.run.data.num_classes)
-        epochs.append(None if not math.isfinite(val_loss) else
-                      _Epoch(m.state.epoch + 1, own_start, lrs[i], mean_loss, hits[i] / used,
-                             share, val_loss, val_acc, conf))
-    return epochs
+    # epoch_s of each member: its share, then its own validation and bookkeeping
+    return [m.run.validate(m.state.epoch + 1, time.perf_counter() - share, lrs[i],
+                           totals[i] / used, hits[i] / used, share) if alive[i] else None
+            for i, m in enumerate(group)]
 
 
 def _start(members: Sequence[PackMember], data: PreparedData, *, evaluate_test: bool,
