@@ -247,9 +247,10 @@ def estimate(study: Study, x: _Inputs | None = None) -> list[StageEstimate]:
     if study.params.optuna.enabled:
         out.append(optuna_stage(x))
     if study.params.final.enabled:
-        out.append(final_stage(x))
+        runs = final_runs(x)  # read once for both stages
+        out.append(final_stage(x, runs))
         if study.params.final.control:
-            out.append(control_stage(x))
+            out.append(control_stage(x, runs))
     out.append(report_stage(x))
     return out
 
@@ -316,19 +317,31 @@ def optuna_stage(x: _Inputs) -> StageEstimate:
                          job_s / 60, o.n_workers, min(finished, o.n_trials))
 
 
-def _final_runs(x: _Inputs) -> tuple[list[dict[str, Any]], set[int], int]:
-    """What the final seeds train: the configurations priced (Optuna's best once it
-    exists, before that the draws from the space, or the baseline), their epochs, their
-    samples."""
+@dataclass(frozen=True)
+class _FinalRuns:
+    """What the final seeds train: the configurations priced with their epochs, and the
+    samples they train on."""
+
+    candidates: list[tuple[dict[str, Any], int]]
+    n_train: int
+
+    @property
+    def epochs(self) -> set[int]:
+        return {e for _, e in self.candidates}
+
+
+def final_runs(x: _Inputs) -> _FinalRuns:
+    """Optuna's best once it exists; before that the draws from the space (any of them
+    may win), or the baseline."""
     params, counts = x.study.params, x.counts
     f = params.final
-    n_tr = counts["train"] + (counts["val"] if f.train_on_val else 0)
     best = OptunaLayout(x.study).best_params_path
     if params.optuna.enabled and best.is_file() and not x.fresh:
-        candidates = [json.loads(best.read_text())["config"]]
-    else:  # not chosen yet: any of the space's configurations (or the baseline)
-        candidates = (x.draws if params.optuna.enabled else []) or [x.base]
-    return candidates, {f.epochs or c["train"]["epochs"] for c in candidates}, n_tr
+        configs = [json.loads(best.read_text())["config"]]
+    else:
+        configs = (x.draws if params.optuna.enabled else []) or [x.base]
+    return _FinalRuns([(c, f.epochs or c["train"]["epochs"]) for c in configs],
+                      counts["train"] + (counts["val"] if f.train_on_val else 0))
 
 
 def _seed_jobs(x: _Inputs) -> int:
@@ -337,29 +350,29 @@ def _seed_jobs(x: _Inputs) -> int:
     return len(f.seeds) * (2 if f.control else 1)
 
 
-def final_stage(x: _Inputs) -> StageEstimate:
+def final_stage(x: _Inputs, runs: _FinalRuns | None = None) -> StageEstimate:
     """The final seeds, one job each, then final_summary. Before Optuna has chosen, at
     the price of the costliest configuration drawn from the space: the winner is often
     a large one (the CNN study's, 48-96-192 channels, trained 1.8x as long as its
     32-64-128 trials), and the final stage comes last, so an underestimate there
     overruns the budget."""
     f, counts = x.study.params.final, x.counts
-    candidates, epochs, n_tr = _final_runs(x)
-    seed_s = max(x.seconds(c, f.epochs or c["train"]["epochs"], n_tr, counts["val"],
-                           counts["test"]) for c in candidates)
-    return StageEstimate(STAGES["final"], len(f.seeds), _span(epochs), n_tr,
+    runs = runs or final_runs(x)
+    seed_s = max(x.seconds(c, e, runs.n_train, counts["val"], counts["test"])
+                 for c, e in runs.candidates)
+    return StageEstimate(STAGES["final"], len(f.seeds), _span(runs.epochs), runs.n_train,
                          (len(f.seeds) * (seed_s + x.startup) + x.startup) / 60,
                          _seed_jobs(x))
 
 
-def control_stage(x: _Inputs) -> StageEstimate:
+def control_stage(x: _Inputs, runs: _FinalRuns | None = None) -> StageEstimate:
     """The baseline at the final seeds' epochs, once per seed (final.control). Before
     Optuna has chosen, at the longest of the epochs the final seeds may train, like the
     final stage."""
     f, counts = x.study.params.final, x.counts
-    _, epochs, n_tr = _final_runs(x)
-    seed_s = x.seconds(x.base, max(epochs), n_tr, counts["val"], counts["test"])
-    return StageEstimate(STAGES["control"], len(f.seeds), _span(epochs), n_tr,
+    runs = runs or final_runs(x)
+    seed_s = x.seconds(x.base, max(runs.epochs), runs.n_train, counts["val"], counts["test"])
+    return StageEstimate(STAGES["control"], len(f.seeds), _span(runs.epochs), runs.n_train,
                          len(f.seeds) * (seed_s + x.startup) / 60, _seed_jobs(x))
 
 
