@@ -73,6 +73,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from hpsweep.bench.pack import main as pack_main
 
         return pack_main(args.bench_args[1:])
+    if args.bench_args[:1] == ["--pack-study"]:  # a study's sweep stage with and without packs
+        from hpsweep.bench.pack_study import main as pack_study_main
+
+        return pack_study_main(args.bench_args[1:])
     from hpsweep.bench.throughput import main as bench_main
 
     return bench_main(args.bench_args)
@@ -97,6 +101,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     for m in plan.members:
         print(f"{m.group:8s} {m.name:16s} {m.label:40s} seed={m.seed} {m.run_id}")
     print(f"{len(plan.members)} runs in sweeps/grids/configs; {len(plan.runs)} distinct to train")
+    if study.params.study.pack_size > 1:
+        _print_packs(study)
     if lock["budget"]:
         when = "planned now" if made else "frozen earlier; --update re-plans"
         print(f"\nBudget plan ({when}: {written.paths.plan_lock}):\n{render(lock)}")
@@ -106,6 +112,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print()
         print(render(estimate(study), slots))
     return 0
+
+
+def _print_packs(study) -> None:
+    """The plan's packs (core.packs): one Snakemake job each, train_pack_<n>."""
+    packs = study.packs
+    print(f"\nPacks of up to {study.params.study.pack_size} runs (study.pack_size), one job each:")
+    for p in packs:
+        left = [r for r in p.run_ids if not (study.paths.run_dir(r) / "metrics.json").exists()]
+        state = {0: "complete", 1: "1 left, trains alone"}.get(len(left), f"{len(left)} to train")
+        print(f"pack {p.number:<3d} {len(p.run_ids):2d} runs ({state}): {' '.join(p.run_ids)}")
+    packed = sum(len(p.run_ids) for p in packs)
+    print(f"{packed} of {len(study.plan.runs)} runs in {len(packs)} packs; the others train "
+          "alone (another model shape, batch size or bf16, a CNN, or a pack of one)")
 
 
 def _cmd_runs_sync(args: argparse.Namespace) -> int:
@@ -258,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, help in (
             ("bench", _cmd_bench, "training speed, ours vs. the seed-style loop (`bench --help`; "
-             "`bench --pack --help`: packs of runs)"),
+             "`bench --pack --help`: packs of runs; `bench --pack-study --help`: a study's "
+             "sweep stage with and without packs)"),
             ("bench-hpo", _cmd_bench_hpo, "HPO efficiency: grid vs random vs TPE (+ pruning, "
              "warm start) (`bench-hpo --help`)")):
         command(sub, name, func, help, add_help=False).add_argument(

@@ -79,6 +79,14 @@ class StudyPaths:
     def logs(self) -> Path:
         return self.results_dir / "logs"
 
+    def train_log(self, run_id: str) -> Path:
+        """The log of the job that trains run ``run_id`` alone (Snakemake's train_run)."""
+        return self.logs / "train" / f"{run_id}.log"
+
+    def pack_log(self, number: int | str) -> Path:
+        """The log of the job that trains pack ``number`` (core.packs)."""
+        return self.logs / "train" / f"pack_{number}.log"
+
 
 # The budget plan's stages (hpsweep.ops.estimate prices them; the report puts their
 # planned minutes beside what they trained), by key: the name the plan and report show.

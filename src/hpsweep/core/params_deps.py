@@ -62,6 +62,8 @@ NO_EFFECT = {
     "data.urls": "where the files come from; their content is checksum-verified",
     "study.jobs_per_gpu": "how many training jobs share a GPU; the same run trains to the "
                           "same numbers on any slot",
+    "study.pack_size": "how many runs train together in one process; a run keeps its "
+                       "identity and directory, and a complete run is not retrained",
 }
 
 

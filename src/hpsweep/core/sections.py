@@ -35,6 +35,11 @@ class StudyConfig(_Strict):
     # Training jobs that may share one GPU (ops.gpu_slots); scheduling only, no result
     # depends on it. `--resources gpu` then counts GPUs x jobs_per_gpu.
     jobs_per_gpu: int = Field(1, ge=1, le=64)
+    # Runs of the plan (sweeps, grids, configs, seeds) trained together in one process as
+    # one batched model (core.packs, training.pack_trainer): up to this many MLP runs that
+    # differ only in the seed, dropout and train keys but batch_size and bf16. 1 = every
+    # run alone. Scheduling only: a run's identity and directory do not change.
+    pack_size: int = Field(1, ge=1, le=64)
     # Wall-clock minutes the study may take on the machine that runs it; 0 = the explicit
     # fidelities. > 0: `hpsweep plan` (or Snakemake, first) fits train.epochs (the
     # sweeps'), optuna.n_trials and optuna.minutes into it and freezes the plan

@@ -14,6 +14,7 @@ from typing import Any
 from hpsweep.core import budget
 from hpsweep.core.gpus import gpu_visible
 from hpsweep.core.layout import StudyPaths
+from hpsweep.core.packs import Pack, pending_packs, plan_packs
 from hpsweep.core.plan import StudyPlan, expand
 from hpsweep.core.schema import Params, load_params
 
@@ -61,6 +62,18 @@ class Study:
         if device in ("cuda", "mps"):
             return True
         return device == "auto" and gpu_visible()
+
+    @cached_property
+    def packs(self) -> list[Pack]:
+        """The plan's packs of study.pack_size runs (core.packs; [] at pack_size = 1)."""
+        return plan_packs({r: s.config for r, s in self.plan.runs.items()},
+                          self.params.study.pack_size)
+
+    def pending_packs(self) -> list[Pack]:
+        """The packs cut down to their runs without a metrics.json, those with two or more
+        left: what Snakemake's train_pack_<n> rules train now."""
+        return pending_packs(self.packs,
+                             lambda r: (self.paths.run_dir(r) / "metrics.json").exists())
 
     def run_metrics(self) -> list[str]:
         return [str(self.paths.run_dir(r) / "metrics.json") for r in self.plan.run_ids()]

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from hpsweep.core.budget import PLAN_INPUTS
+from hpsweep.core.packs import pack_rules
 from hpsweep.core.params_deps import outermost, rules_of, stage_params
 from hpsweep.core.schema import Params
 
@@ -59,7 +60,9 @@ class Stage:
                     "deps": [d.format(**folders) for d in self.deps],
                     "params": [{"params.toml": outermost(self.params)}],
                     "outs": [o.format(**folders) for o in self.outs]}
-        allowed = " ".join(self.rules)
+        # train_run's runs may train in packs, each its own rule (core.packs).
+        packs = pack_rules() if "train_run" in self.rules else []
+        allowed = " ".join([*self.rules, *packs])
         force = f" --forcerun {self.target}" if self.forcerun else ""
         cmd = f"{SNAKEMAKE}{force} --allowed-rules {allowed} -- {self.target}"
         if self.before:

@@ -191,11 +191,13 @@ def _unfinished(run_dir: Path, log: Path, epochs: int, sm: SnakemakeState) -> tu
 
 def run_rows(study: Study, sm: SnakemakeState) -> dict[str, RunRow]:
     rows: dict[str, RunRow] = {}
-    logs = study.paths.logs / "train"
+    # a run of a pack still to train is trained, and logged, by its pack's job
+    pack_of = {r: p.number for p in study.pending_packs() for r in p.run_ids}
     for run_id in study.plan.run_ids():
         st = inspect(study, run_id)
         d = study.paths.run_dir(run_id)
-        log = logs / f"{run_id}.log"
+        log = study.paths.pack_log(pack_of[run_id]) if run_id in pack_of \
+            else study.paths.train_log(run_id)
         row = RunRow(run_id, "pending", log=str(log))
         if st.state == "invalid":
             row.detail = f"{st.why}; it will be retrained"

@@ -1,12 +1,10 @@
 """Packs: runs that differ only in member-level keys, trained in one process as one model.
 
 A pack's members share the model's shape (every ``model`` key but ``dropout``), the
-batch size, bf16 and the data; anything else may differ between them (MEMBER_KEYS):
-the seed, ``model.dropout`` and the rest of ``train`` (lr, weight decay, momentum,
-optimizer, schedule, epochs, label smoothing, augmentation, clipping, early stopping).
-Shape keys cannot differ because the members' weights are stacked into one tensor; the
-batch size cannot because a step trains every member on one batch each; bf16 cannot
-because one autocast region covers the pack's forward pass.
+batch size, bf16 and the data; anything else may differ between them: the seed,
+``model.dropout`` and the rest of ``train`` (lr, weight decay, momentum, optimizer,
+schedule, epochs, label smoothing, augmentation, clipping, early stopping). Why the
+others cannot, and which runs of a study form packs: hpsweep.core.packs.
 
 Each Linear layer of the members is one stacked tensor [members, out, in], trained
 with one batched matmul (``torch.bmm``/``baddbmm`` over [members, batch, features]):
@@ -27,7 +25,6 @@ checks how far a member's metrics may drift from the same run trained alone.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -41,9 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from hpsweep.core.packs import PACKABLE_ARCHS, SHARED_TRAIN_KEYS, pack_key
 from hpsweep.core.runstatus import RunStatus
 from hpsweep.data.prepared import PreparedData
-from hpsweep.training.checkpoint import canonical_json, capture_rng, restore_rng
+from hpsweep.training.checkpoint import capture_rng, restore_rng
 from hpsweep.training.device import DeviceData, autocast
 from hpsweep.training.engine import (
     _Epoch,
@@ -58,13 +56,6 @@ from hpsweep.training.writer import TBLog
 
 log = logging.getLogger(__name__)
 
-# What members may differ in: the seed, these model keys and every train key but
-# SHARED_TRAIN_KEYS.
-MEMBER_MODEL_KEYS = ("dropout",)
-SHARED_TRAIN_KEYS = ("batch_size", "bf16")
-PACKABLE_ARCHS = ("mlp",)
-
-
 @dataclass(frozen=True)
 class PackMember:
     """One run of a pack: what train_run would get."""
@@ -72,16 +63,6 @@ class PackMember:
     run_cfg: dict[str, Any]
     seed: int
     out_dir: Path
-
-
-def pack_key(run_cfg: dict[str, Any]) -> str:
-    """Runs whose keys are equal can train in one pack: the config without its
-    member-level keys."""
-    cfg = copy.deepcopy(run_cfg)
-    for key in MEMBER_MODEL_KEYS:
-        cfg["model"].pop(key, None)
-    cfg["train"] = {k: v for k, v in cfg["train"].items() if k in SHARED_TRAIN_KEYS}
-    return canonical_json(cfg)
 
 
 def check_packable(members: Sequence[PackMember]) -> None:

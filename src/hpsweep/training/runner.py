@@ -35,3 +35,27 @@ def train_planned_run(study: Study, run_id: str, threads: int | None = None,
     log.info("run %s: seed %d, %s", run_id, spec.seed, Path(out_dir))
     return train_run(spec.config, data, out_dir, seed=spec.seed, threads=threads,
                      progress=progress)
+
+
+def train_planned_pack(study: Study, run_ids: list[str], threads: int | None = None,
+                       progress: bool = True, out_dirs: list[Path] | None = None) -> list[dict]:
+    """Train runs of the study's plan as one pack (training.pack_trainer), each into its
+    run directory (or ``out_dirs``, in order, which the Snakemake rule names); returns
+    their metrics, in order. Each member's config.json is written first, as for a run
+    trained alone; its files are those it would have alone."""
+    from hpsweep.training.pack_trainer import PackMember, train_pack
+
+    specs = []
+    for run_id in run_ids:
+        if (spec := study.plan.runs.get(run_id)) is None:
+            raise KeyError(f"run {run_id!r} is not in the plan of {study.params_path}; "
+                           "run `hpsweep plan` to list the study's runs")
+        specs.append(spec)
+    dirs = [Path(d) for d in out_dirs] if out_dirs else [study.paths.run_dir(r) for r in run_ids]
+    for spec, out_dir in zip(specs, dirs, strict=True):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(out_dir / "config.json", dumps_config(spec))
+    data = load_prepared(study.paths.prepared)
+    log.info("pack of %d runs: %s", len(specs), ", ".join(run_ids))
+    return train_pack([PackMember(s.config, s.seed, d) for s, d in zip(specs, dirs, strict=True)],
+                      data, threads=threads, progress=progress)

@@ -19,9 +19,10 @@ import pytest
 import torch
 from synthdata import write_data
 
+from hpsweep.core.packs import pack_key
 from hpsweep.core.schema import Params, resolve_run
 from hpsweep.training.engine import train_run
-from hpsweep.training.pack_trainer import PackMember, check_packable, pack_key, train_pack
+from hpsweep.training.pack_trainer import PackMember, check_packable, train_pack
 
 # How far a member's per-epoch losses may be from the run trained alone (relative), and
 # its accuracies (absolute: one validation image of the 128 is 0.0078).

@@ -1,0 +1,119 @@
+"""Packs under the real snakemake: one job trains a pack's runs, and afterwards every way
+of running (plain, the local profile, dvc.yaml's rule list) sees them as up to date."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from studyfixtures import BIN, ROOT, needs_real_data, shrunk_params, snakemake
+
+from hpsweep.core.study import Study
+
+pytestmark = [pytest.mark.slow, needs_real_data]
+
+
+def scheduled(res) -> dict[str, list[str]]:
+    """A dry run's jobs: {rule: [its output files, ...]} (one entry per job)."""
+    jobs: dict[str, list[str]] = {}
+    text = res.stdout + res.stderr
+    for rule, outputs in re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: (.*)$", text, re.M):
+        jobs.setdefault(rule, []).extend(o.strip() for o in outputs.split(","))
+    return jobs
+
+
+def run_targets(tmp, study) -> list[str]:
+    """Every run's metrics.json, relative to the study folder (as Snakemake names them)."""
+    return [str(Path(m).relative_to(tmp)) for m in study.run_metrics()]
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory):
+    """A small MLP study with study.pack_size = 4, its sweeps trained once by snakemake."""
+    tmp = tmp_path_factory.mktemp("packed")
+    shrunk_params(tmp, sweeps=3, grids=False, configs=False, study__pack_size=4)
+    study = Study.load(tmp / "params.toml", root=tmp)
+    assert study.packs, "the study should form at least one pack"
+    dry = snakemake(tmp, "-n", "summarize")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    real = snakemake(tmp, "summarize")
+    assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-3000:]
+    return tmp, study, scheduled(dry)
+
+
+def test_each_pack_is_one_job_that_trains_all_its_runs(packed):
+    _, study, jobs = packed
+    for p in study.packs:
+        outputs = sorted(jobs[p.rule])
+        assert outputs == sorted(str((study.paths.run_dir(r) / "metrics.json")
+                                     .relative_to(study.paths.results_dir.parent))
+                                 for r in p.run_ids)
+        for r in p.run_ids:
+            metrics = json.loads((study.paths.run_dir(r) / "metrics.json").read_text())
+            assert metrics["status"] == "ok"
+            assert metrics["provenance"]["pack"]["members"] == len(p.run_ids)
+            assert json.loads((study.paths.run_dir(r) / "config.json").read_text())
+        log = study.paths.pack_log(p.number).read_text()
+        assert f"pack of {len(p.run_ids)} runs" in log and "ok, best val acc" in log
+    packed_ids = {r for p in study.packs for r in p.run_ids}
+    alone = set(study.plan.runs) - packed_ids
+    assert alone, "the study should also have runs that train alone"
+    assert len(jobs["train_run"]) == len(alone)
+
+
+@pytest.mark.parametrize("how", [(), ("--profile", str(ROOT / "profiles/local"))],
+                         ids=["plain", "profile"])
+def test_runs_a_pack_made_are_up_to_date_afterwards(packed, how):
+    """train_run now owns them (no pack has runs left): Snakemake's records of the pack
+    job (input, params, environment, code) must match train_run's."""
+    tmp, study, _ = packed
+    assert study.pending_packs() == []
+    res = snakemake(tmp, "-n", *how, *run_targets(tmp, study))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Nothing to be done" in res.stdout + res.stderr, res.stdout[-3000:]
+
+
+def test_a_pack_retrains_only_what_is_missing(packed, tmp_path):
+    tmp, study, _ = packed
+    pack = study.packs[0]
+    moved = []
+    try:
+        for r in pack.run_ids[:2]:  # two runs of the pack lost their metrics: a pack of two
+            m = study.paths.run_dir(r) / "metrics.json"
+            moved.append((m, tmp_path / r))
+            m.rename(tmp_path / r)
+        jobs = scheduled(snakemake(tmp, "-n", *run_targets(tmp, study)))
+        assert set(jobs) == {pack.rule}
+        assert len(jobs[pack.rule]) == 2 and all(r in " ".join(jobs[pack.rule])
+                                                 for r in pack.run_ids[:2])
+        # dvc.yaml's sweeps stage lets Snakemake use the pack rules
+        stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["sweeps"]["cmd"]
+        allowed = shlex.split(stage.split("--allowed-rules", 1)[1].split(" -- ", 1)[0])
+        jobs = scheduled(snakemake(tmp, "-n", "--allowed-rules", *allowed, "--",
+                                   *run_targets(tmp, study)))
+        assert set(jobs) == {pack.rule}
+        moved[0][1].rename(moved[0][0])  # one left: it trains alone
+        moved.pop(0)
+        jobs = scheduled(snakemake(tmp, "-n", *run_targets(tmp, study)))
+        assert set(jobs) == {"train_run"} and pack.run_ids[1] in jobs["train_run"][0]
+    finally:
+        for original, kept in moved:
+            kept.rename(original)
+
+
+def test_bench_times_the_sweep_stage_with_and_without_packs(packed):
+    tmp, study, _ = packed
+    res = subprocess.run([str(BIN / "hpsweep"), "bench", "--pack-study", "--pack-size", "4",
+                          "--epochs", "1", "--snakefile", str(ROOT / "Snakefile")],
+                         cwd=tmp, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in res.stdout.splitlines()
+            if line.startswith(("alone ", "packs "))}
+    packed_runs = sum(len(p.run_ids) for p in study.packs)
+    assert int(rows["alone"][1]) == len(study.plan.runs)  # one job per run
+    assert int(rows["packs"][3]) == len(study.plan.runs) - packed_runs + len(study.packs)
