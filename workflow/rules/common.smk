@@ -27,6 +27,12 @@ TRAIN_JOB_THREADS = training_job_threads(workflow)
 # A training job claims `--resources gpu` only where it will train on a GPU.
 TRAIN_GPU = 1 if STUDY.uses_gpu else 0
 
+# Packs (study.pack_size > 1, hpsweep.core.packs) train where Snakemake runs its jobs on
+# this machine. Not through a cluster executor: each job there parses the Snakefile again
+# on its node, and after a kill the pack's runs still to train may differ between the
+# two parses; there every run is a job of its own.
+PACKING = bool(workflow.local_exec and not workflow.remote_exec)
+
 # Targets of `rule all`; [] for a stage its params switch off.
 OPTUNA_OUTPUTS = TUNER.collect_outputs() if STUDY.params.optuna.enabled else []
 FINAL_OUTPUTS = _layout.summary_outputs(STUDY) if STUDY.params.final.enabled else []

@@ -3,51 +3,58 @@
 # on the test split, beside the baseline control trained the same way (final.control);
 # summary.json (mean ± 95 % t interval, gain over the control) doubles as DVC metrics.
 
+from pathlib import Path
+
+from hpsweep.core import packs as _packs
+
+
 localrules:
     final_summary,
 
 
-rule final_run:
-    input:
-        best=str(_layout.best_input(STUDY)),
-        manifest=str(PATHS.manifest),
-        stamp=PARAMS_STAMP("final_run"),
-    output:
-        metrics=str(_layout.seed_dir(STUDY, "{seed}") / "metrics.json"),
-    log:
-        str(PATHS.logs / "final" / "seed_{seed}.log"),
-    wildcard_constraints:
-        seed=r"\d+",
-    threads: TRAIN_JOB_THREADS
-    resources:
-        gpu=TRAIN_GPU,
-    conda:
-        "../envs/hpsweep.yaml"
-    script:
-        "../scripts/final_run.py"
+# One job per seed (final_run, control_run), or one for the seeds not yet trained
+# (final_pack, control_pack: a pack, hpsweep.core.packs.seed_pack, when study.pack_size
+# holds every final seed). The control is the params' [model] and [train] trained with
+# the same seeds, epochs and data as final_run, so final_summary can pair them by seed;
+# its epochs are the final seeds', so it waits for the best configuration too.
+# One loop defines them all, so a seed's job and its pack have equal input, params,
+# environment and code (the script line's text, which Snakemake's "code" trigger
+# compares): a seed trained by either is up to date for the other.
+_SEED_RULES = []
+for _kind, _dir_of, _log in (("final", _layout.seed_dir, "seed"),
+                             ("control", _layout.control_dir, "control_seed")):
+    if _kind == "control" and not STUDY.params.final.control:
+        continue
+    _metrics = lambda s, _dir_of=_dir_of: str(_dir_of(STUDY, s) / "metrics.json")
+    _pack = _packs.seed_pack(STUDY.params, lambda s: Path(_metrics(s)).exists())
+    _SEED_RULES.append((f"{_kind}_run", _kind, _metrics("{seed}"),
+                        PATHS.logs / "final" / f"{_log}_{{seed}}.log", {"seed": r"\d+"}))
+    if _pack and PACKING:
+        _SEED_RULES.append((f"{_kind}_pack", _kind, [_metrics(s) for s in _pack],
+                            PATHS.logs / "final" / f"{_log}_pack.log", {}))
 
+for _name, _kind, _output, _log, _constraints in _SEED_RULES:
 
-rule control_run:
-    # The baseline control (final.control): the params' [model] and [train] trained with
-    # the same seeds, epochs and data as final_run, so final_summary can pair them by seed.
-    # Its epochs are the final seeds', so it waits for the best configuration too.
-    input:
-        best=str(_layout.best_input(STUDY)),
-        manifest=str(PATHS.manifest),
-        stamp=PARAMS_STAMP("control_run"),
-    output:
-        metrics=str(_layout.control_dir(STUDY, "{seed}") / "metrics.json"),
-    log:
-        str(PATHS.logs / "final" / "control_seed_{seed}.log"),
-    wildcard_constraints:
-        seed=r"\d+",
-    threads: TRAIN_JOB_THREADS
-    resources:
-        gpu=TRAIN_GPU,
-    conda:
-        "../envs/hpsweep.yaml"
-    script:
-        "../scripts/control_run.py"
+    rule:
+        name:
+            _name
+        input:
+            best=str(_layout.best_input(STUDY)),
+            manifest=str(PATHS.manifest),
+            stamp=PARAMS_STAMP(f"{_kind}_run"),
+        output:
+            metrics=_output,
+        log:
+            str(_log),
+        wildcard_constraints:
+            **_constraints,
+        threads: TRAIN_JOB_THREADS
+        resources:
+            gpu=TRAIN_GPU,
+        conda:
+            "../envs/hpsweep.yaml"
+        script:
+            "../scripts/retrain_seeds.py"
 
 
 rule final_summary:

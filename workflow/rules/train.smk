@@ -16,7 +16,7 @@ _TRAIN_RULES = [
     ("train_run", str(PATHS.run_dir("{run}") / "metrics.json"),
      str(PATHS.train_log("{run}")), {"run": "[0-9a-f]{12}"}),
     *[(p.rule, [str(PATHS.run_dir(r) / "metrics.json") for r in p.run_ids],
-       str(PATHS.pack_log(p.number)), {}) for p in STUDY.pending_packs()],
+       str(PATHS.pack_log(p.number)), {}) for p in (STUDY.pending_packs() if PACKING else [])],
 ]
 
 for _name, _metrics, _log, _constraints in _TRAIN_RULES:

@@ -21,6 +21,7 @@ from pathlib import Path
 import tomli
 import tomli_w
 
+from hpsweep.core.schema import ParamsError
 from hpsweep.core.study import Study
 
 
@@ -63,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--snakefile", type=Path, default=Path("Snakefile"))
     args = p.parse_args(argv)
-    study = Study.load(args.params)  # a budgeted study: its frozen plan's epochs
+    try:  # a budgeted study's epochs are its frozen plan's, unless --epochs says
+        study = Study.as_written(args.params) if args.epochs else Study.load(args.params)
+    except ParamsError as e:
+        print(f"hpsweep bench --pack-study: {e}")
+        return 2
     if not study.paths.manifest.is_file():
         print(f"hpsweep bench --pack-study: {study.paths.manifest} not found; run `make data`")
         return 2

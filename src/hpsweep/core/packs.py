@@ -1,4 +1,4 @@
-"""Which runs of a study may train together in one pack, and the packs its plan forms.
+"""Which runs of a study may train together in one pack, and the packs it forms.
 
 A pack (training.pack_trainer) trains runs that differ only in member-level keys as one
 batched model. This module holds the rule (which keys may differ) and groups the plan's
@@ -6,10 +6,17 @@ runs into packs of at most ``study.pack_size``; it imports no torch, so the Snak
 can read it when it parses.
 
 Packs are cut from the whole plan (every run, in run-id order within each group of
-packable runs), never from what is left to train: the same params give the same packs,
-so a Snakemake job that parses the Snakefile again (on a SLURM node) defines the same
-pack rules as the Snakemake that submitted it. A pack's rule then covers only its
-members not yet complete: a pack killed after some members finished trains the rest.
+packable runs), never from what is left to train, so the same params give the same
+packs and pack numbers. A pack's rule then names only its members without a
+metrics.json (Snakemake deletes a job's outputs before it runs it): a pack whose job was
+killed after some members finished trains the rest, and a pack with one run left leaves
+it to train_run. The Snakefile uses packs only where it runs the jobs itself (not
+through a cluster executor, whose jobs parse the Snakefile again on their node, where
+after a kill the members left could differ).
+
+The final seeds (one configuration, K seeds) are one pack too, and so are the baseline
+control's, where study.pack_size holds every seed (seed_pack): rules final_pack and
+control_pack, beside final_run and control_run.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hpsweep.core.schema import Params
 
 # What members may differ in: the seed, these model keys and every train key but
 # SHARED_TRAIN_KEYS. Shape keys cannot differ (the members' weights are stacked into one
@@ -64,8 +74,8 @@ def pack_rule(number: int) -> str:
 
 
 def pack_rules() -> list[str]:
-    """Every pack rule name a study may define (whatever its pack_size, so that dvc.yaml,
-    which names them, does not change with it: `dvc exp run -S study.pack_size=8` packs)."""
+    """Every pack rule name a study may define, whatever its pack_size (dvc.yaml names
+    them all, so it does not change with pack_size)."""
     return [pack_rule(n) for n in range(1, MAX_PACKS + 1)]
 
 
@@ -105,3 +115,30 @@ def pending_packs(packs: list[Pack], complete: Callable[[str], bool]) -> list[Pa
         if len(left) > 1:
             out.append(Pack(p.number, left))
     return out
+
+
+def arch_is_packable(params: Params) -> bool:
+    """Every configuration the study may retrain can be packed: the params' model is
+    packable and no sweep, grid, named config or Optuna space changes ``model.arch``."""
+    changed = {s.param for s in params.sweeps.values()}
+    changed |= {a.param for g in params.grids.values() for a in (g.x, g.y)}
+    changed |= {k for c in params.configs.values() for k in c}
+    changed |= set(params.optuna.space) if params.optuna.enabled else set()
+    return params.model.arch in PACKABLE_ARCHS and "model.arch" not in changed
+
+
+def seed_pack(params: Params, complete: Callable[[int], bool]) -> tuple[int, ...]:
+    """The final (or control) seeds to train as one pack: those not yet ``complete``, when
+    there are two or more of them, study.pack_size holds all final.seeds and the
+    architecture is packable; () otherwise (each seed trains alone). Decided from the
+    params and the seeds' own files only, so a job's own parse agrees."""
+    seeds = params.final.seeds
+    if not 2 <= len(seeds) <= params.study.pack_size or not arch_is_packable(params):
+        return ()
+    left = tuple(s for s in seeds if not complete(s))
+    return left if len(left) > 1 else ()
+
+
+# Snakemake rules that may train a rule's jobs in packs (dvc.yaml allows them with it).
+PACK_RULES_OF = {"train_run": pack_rules, "final_run": lambda: ["final_pack"],
+                 "control_run": lambda: ["control_pack"]}

@@ -78,25 +78,65 @@ def run_control_seed(study: Study, seed: int, *, threads: int | None = None,
                     Path(out_dir) if out_dir else control_dir(study, seed), threads, progress)
 
 
-def _retrain(study: Study, spec: RunSpec, chosen_by: dict[str, Any], out: Path,
-             threads: int | None, progress: bool) -> dict[str, Any]:
-    from hpsweep.data.prepared import load_prepared
-    from hpsweep.training.engine import train_run
+def retrain_seeds(study: Study, seeds: list[int], *, control: bool = False,
+                  threads: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """The final seeds (or the control's, ``control``) in their folders: one seed as
+    run_final_seed / run_control_seed trains it, several as one pack
+    (training.pack_trainer), each member what it would be alone. Their metrics, in order."""
+    if len(seeds) == 1:
+        run = run_control_seed if control else run_final_seed
+        return [run(study, seeds[0], threads=threads, progress=progress)]
+    from hpsweep.training.pack_trainer import PackMember, train_pack
 
-    seed = spec.seed
-    out.mkdir(parents=True, exist_ok=True)  # the rule's output folder
+    best = best_choice(study)
+    if control:
+        log.info("control seeds %s as one pack: the baseline, %s", seeds,
+                 control_overrides(study, best))
+        chosen_by, dir_of = {"source": "baseline (final.control)"}, control_dir
+        specs = [control_spec(study, s, best) for s in seeds]
+    else:
+        log.info("final seeds %s as one pack: %s", seeds, final_overrides(study, best))
+        chosen_by, dir_of = best, seed_dir
+        specs = [final_spec(study, s, best) for s in seeds]
+    members = [PackMember(spec.config, spec.seed, _start_seed(spec, chosen_by,
+                                                              dir_of(study, spec.seed)))
+               for spec in specs]
+    on_val = study.params.final.train_on_val
+    return train_pack(members, _final_data(study), evaluate_test=True, threads=threads,
+                      progress=progress, keep="last" if on_val else "best")
+
+
+def _start_seed(spec: RunSpec, chosen_by: dict[str, Any], out: Path) -> Path:
+    """``out`` (the rule's output folder) with the seed's config.json: what it trains."""
+    out.mkdir(parents=True, exist_ok=True)
     write_text(out / "config.json", json.dumps({
-        "run_id": spec.run_id, "signature": spec.signature, "seed": seed,
+        "run_id": spec.run_id, "signature": spec.signature, "seed": spec.seed,
         "code_version": code_version(), "chosen_by": chosen_by, **spec.config},
         indent=2, sort_keys=True, default=str))
+    return out
+
+
+def _final_data(study: Study):
+    """What the final seeds train on: the prepared data, with final.train_on_val the
+    validation split appended to the training split."""
+    from hpsweep.data.prepared import load_prepared
+
     data = load_prepared(study.paths.prepared)
-    on_val = study.params.final.train_on_val
-    if on_val:
+    if study.params.final.train_on_val:
         data = with_val_in_train(data)
-        log.info("final seed %d: training on train + validation (%d images), keeping the "
-                 "last epoch", seed, len(data.y_train))
-    return train_run(spec.config, data, out, seed=seed, evaluate_test=True, threads=threads,
-                     progress=progress, keep="last" if on_val else "best")
+        log.info("final seeds: training on train + validation (%d images), keeping the "
+                 "last epoch", len(data.y_train))
+    return data
+
+
+def _retrain(study: Study, spec: RunSpec, chosen_by: dict[str, Any], out: Path,
+             threads: int | None, progress: bool) -> dict[str, Any]:
+    from hpsweep.training.engine import train_run
+
+    _start_seed(spec, chosen_by, out)
+    on_val = study.params.final.train_on_val
+    return train_run(spec.config, _final_data(study), out, seed=spec.seed, evaluate_test=True,
+                     threads=threads, progress=progress, keep="last" if on_val else "best")
 
 
 def with_val_in_train(data):

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from hpsweep.core.budget import PLAN_INPUTS
-from hpsweep.core.packs import pack_rules
+from hpsweep.core.packs import PACK_RULES_OF
 from hpsweep.core.params_deps import outermost, rules_of, stage_params
 from hpsweep.core.schema import Params
 
@@ -60,15 +60,16 @@ class Stage:
                     "deps": [d.format(**folders) for d in self.deps],
                     "params": [{"params.toml": outermost(self.params)}],
                     "outs": [o.format(**folders) for o in self.outs]}
-        # train_run's runs may train in packs, each its own rule (core.packs).
-        packs = pack_rules() if "train_run" in self.rules else []
+        # the rules that may train a rule's jobs in packs (core.packs)
+        packs = [p for r in self.rules if r in PACK_RULES_OF for p in PACK_RULES_OF[r]()]
         allowed = " ".join([*self.rules, *packs])
         force = f" --forcerun {self.target}" if self.forcerun else ""
         cmd = f"{SNAKEMAKE}{force} --allowed-rules {allowed} -- {self.target}"
         if self.before:
             cmd = f"{self.before} && {cmd}"
         rule_files = sorted({f"workflow/rules/{RULE_FILES[r]}.smk" for r in self.rules})
-        scripts = [f"workflow/scripts/{s}.py" for r in self.rules for s in RULE_SCRIPTS[r]]
+        scripts = list(dict.fromkeys(f"workflow/scripts/{s}.py" for r in self.rules
+                                     for s in RULE_SCRIPTS[r]))
         folders = _folders(params)
         deps = [d.format(**folders) for d in self.deps]
         d: dict = {"desc": self.desc, "cmd": cmd,
@@ -102,8 +103,8 @@ RULE_SCRIPTS = {
     "prepare_data": ["prepare_data"], "train_run": ["train_run"], "summarize": ["summarize"],
     "extract_run": ["extract_run"], "summary_tables": ["summary_tables"],
     "optuna_setup": ["optuna_setup"], "optuna_worker": ["optuna_worker"],
-    "optuna_collect": ["optuna_collect"], "final_run": ["final_run"],
-    "control_run": ["control_run"], "final_summary": ["final_summary"], "plots": ["plots"],
+    "optuna_collect": ["optuna_collect"], "final_run": ["retrain_seeds"],
+    "control_run": ["retrain_seeds"], "final_summary": ["final_summary"], "plots": ["plots"],
     "report": ["report"],
     "mlflow_export": ["mlflow_export"],
 }

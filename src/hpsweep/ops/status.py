@@ -189,15 +189,31 @@ def _unfinished(run_dir: Path, log: Path, epochs: int, sm: SnakemakeState) -> tu
     return "stopped", f"{progress}; the next snakemake run resumes it"
 
 
+def _pack_logs(study: Study) -> list[tuple[Path, str]]:
+    """The pack jobs' logs (newest first) and their text."""
+    logs = sorted(study.paths.logs.glob("train/pack_*.log"), key=lambda p: p.stat().st_mtime,
+                  reverse=True)
+    return [(p, p.read_text(errors="replace")) for p in logs]
+
+
+def _train_log(study: Study, run_id: str, pack_logs: list[tuple[Path, str]]) -> Path:
+    """The log of the job that last trained ``run_id``: its own or a pack's, whichever
+    was written last (a pack's job logs its runs' ids when it starts; pack numbers change
+    with the plan, so a pack's log is found by what it says)."""
+    own = study.paths.train_log(run_id)
+    pack = next((p for p, text in pack_logs if run_id in text), None)
+    if pack is None or (own.exists() and own.stat().st_mtime >= pack.stat().st_mtime):
+        return own
+    return pack
+
+
 def run_rows(study: Study, sm: SnakemakeState) -> dict[str, RunRow]:
     rows: dict[str, RunRow] = {}
-    # a run of a pack still to train is trained, and logged, by its pack's job
-    pack_of = {r: p.number for p in study.pending_packs() for r in p.run_ids}
+    pack_logs = _pack_logs(study)
     for run_id in study.plan.run_ids():
         st = inspect(study, run_id)
         d = study.paths.run_dir(run_id)
-        log = study.paths.pack_log(pack_of[run_id]) if run_id in pack_of \
-            else study.paths.train_log(run_id)
+        log = _train_log(study, run_id, pack_logs)
         row = RunRow(run_id, "pending", log=str(log))
         if st.state == "invalid":
             row.detail = f"{st.why}; it will be retrained"

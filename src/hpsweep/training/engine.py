@@ -378,9 +378,11 @@ def _epochs(run: _Run, state, best_model, tb: TBLog, on_epoch, progress: bool,
 
 def complete_run(run: _Run, state: TrainState, best_model: dict | None, tb: TBLog,
                  total_s: float, diverged_at: dict[str, int] | None, resumed: bool,
-                 extra_provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+                 extra_provenance: dict[str, Any] | None = None,
+                 drop_last: bool = True) -> dict[str, Any]:
     """A stopped run's end: test evaluation, confusion.csv, metrics.json (last: its
-    presence means "complete"); last.pt removed. Returns the metrics."""
+    presence means "complete"); last.pt removed (unless ``drop_last`` is false: a pack
+    drops it when the whole pack has ended). Returns the metrics."""
     try:
         test = run.finish(state, best_model)
         metrics = run.metrics(state, test, total_s, diverged_at, resumed)
@@ -391,7 +393,8 @@ def complete_run(run: _Run, state: TrainState, best_model: dict | None, tb: TBLo
     write_metrics(run.out_dir / "metrics.json", metrics)
     # The resume state (optimizer moments, RNG) only serves an interrupted run; a complete
     # run keeps best.pt. Dropping it cuts each run's size (and DVC's cache) about 5x.
-    run.last_path.unlink(missing_ok=True)
+    if drop_last:
+        run.last_path.unlink(missing_ok=True)
     log.info("%s: %s, best val acc %s at epoch %d, %.1f s", run.out_dir, metrics["status"],
              f"{state.best_val_acc:.4f}" if state.best_epoch else "-", state.best_epoch,
              metrics["total_time_s"])

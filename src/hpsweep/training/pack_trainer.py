@@ -317,7 +317,18 @@ def train_pack(members: Sequence[PackMember], data: PreparedData, *,
     bar = tqdm(total=max((m.run.t.epochs for m in live), default=0), disable=not progress,
                unit="epoch", desc=f"pack of {len(members)}", leave=False, dynamic_ncols=True)
     calls = 0
+
+    def complete(m: _Member) -> None:
+        # last.pt stays until the whole pack has ended: if the job then fails, Snakemake
+        # deletes every output of it, this member's metrics.json included, and the next
+        # run completes the member again from its last.pt instead of training it anew.
+        results[m.index] = complete_run(m.run, m.state, m.best_model, m.tb, m.state.elapsed_s,
+                                        m.diverged_at, m.resumed, provenance, drop_last=False)
+
     try:
+        for m in live:  # resumed at its end (its pack's job failed after it had finished)
+            if not still_training(m.run, m.state):
+                complete(m)
         while max_epochs_this_call is None or calls < max_epochs_this_call:
             training = [m for m in live if still_training(m.run, m.state)]
             if not training:
@@ -335,9 +346,7 @@ def train_pack(members: Sequence[PackMember], data: PreparedData, *,
                         lambda m=m, ep=ep: m.state.elapsed_s + time.perf_counter() - ep.started)
             for m in group:  # a stopped member is complete at once, whatever comes after
                 if not still_training(m.run, m.state):
-                    results[m.index] = complete_run(m.run, m.state, m.best_model, m.tb,
-                                                    m.state.elapsed_s, m.diverged_at,
-                                                    m.resumed, provenance)
+                    complete(m)
             calls += 1
             bar.n = max(m.state.epoch for m in live)
             bar.refresh()
@@ -353,4 +362,6 @@ def train_pack(members: Sequence[PackMember], data: PreparedData, *,
             m.tb.close()
             results[m.index] = {"status": RunStatus.INCOMPLETE, "epochs_run": m.state.epoch,
                                 "seed": m.run.seed}
+        else:  # completed in this call, and the pack has ended: as complete_run does
+            m.run.last_path.unlink(missing_ok=True)
     return [results[i] for i in range(len(members))]

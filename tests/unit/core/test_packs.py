@@ -6,7 +6,16 @@ import tomli
 import tomli_w
 from studyfixtures import ROOT
 
-from hpsweep.core.packs import MAX_PACKS, Pack, cut, pack_key, pending_packs, plan_packs
+from hpsweep.core.packs import (
+    MAX_PACKS,
+    Pack,
+    arch_is_packable,
+    cut,
+    pack_key,
+    pending_packs,
+    plan_packs,
+    seed_pack,
+)
 from hpsweep.core.schema import Params, resolve_run
 from hpsweep.core.study import Study
 
@@ -74,3 +83,28 @@ def test_a_study_packs_its_plan(tmp_path):
     pending = {p.number: p.run_ids for p in study.pending_packs()}
     assert pending.get(1) == (left if len(left) > 1 else None)
     assert len(pending) == len(packs) - (len(left) < 2)
+
+
+def params(**sections) -> Params:
+    doc = tomli.loads((ROOT / "params.toml").read_text())
+    for section, values in sections.items():
+        doc[section].update(values)
+    return Params.model_validate(doc)
+
+
+def test_the_final_seeds_are_one_pack_when_the_pack_holds_them_all():
+    p = params(study={"pack_size": 4}, final={"seeds": [0, 1, 2]})
+    assert seed_pack(p, lambda s: False) == (0, 1, 2)
+    assert seed_pack(p, lambda s: s == 1) == (0, 2)  # a finished seed is not retrained
+    assert seed_pack(p, lambda s: s != 2) == ()  # one left trains alone
+    assert seed_pack(params(study={"pack_size": 2}, final={"seeds": [0, 1, 2]}),
+                     lambda s: False) == ()  # does not hold them all
+    assert seed_pack(params(study={"pack_size": 4}, final={"seeds": [0]}), lambda s: False) == ()
+
+
+def test_no_seed_pack_where_the_study_may_choose_a_cnn():
+    assert arch_is_packable(params())
+    space = {"model.arch": {"type": "categorical", "choices": ["mlp", "cnn"]}}
+    assert not arch_is_packable(params(optuna={"space": space}))
+    assert not arch_is_packable(params(sweeps={"arch": {"param": "model.arch",
+                                                        "values": ["mlp", "cnn"]}}))

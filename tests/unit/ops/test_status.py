@@ -233,3 +233,30 @@ def test_journal_storage_not_created_by_status(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "no Optuna study yet" in res.stdout and "does not exist yet" in res.stdout
     assert not journal.exists() and not journal.parent.exists()
+
+
+def test_a_run_in_a_pack_is_followed_through_its_pack_log(tmp_path):
+    """A pack's job logs its runs' ids; pack numbers change with the plan, so status finds
+    a run's log by what the logs say, the newest first."""
+    import os
+    from types import SimpleNamespace
+
+    from hpsweep.core.layout import StudyPaths
+    from hpsweep.core.schema import Params
+    from hpsweep.ops.status import _pack_logs, _train_log
+
+    study = SimpleNamespace(paths=StudyPaths.from_params(Params(), tmp_path))
+    logs = study.paths.logs / "train"
+    logs.mkdir(parents=True)
+    (logs / "pack_1.log").write_text("INFO pack of 2 runs: aaaaaaaaaaaa, bbbbbbbbbbbb\n")
+    (logs / "pack_2.log").write_text("INFO pack of 2 runs: aaaaaaaaaaaa, dddddddddddd\n")
+    (logs / "bbbbbbbbbbbb.log").write_text("trained alone once\n")
+    (logs / "cccccccccccc.log").write_text("trained alone\n")
+    os.utime(logs / "pack_1.log", (1000, 1000))
+    os.utime(logs / "bbbbbbbbbbbb.log", (2000, 2000))  # alone after its pack
+    os.utime(logs / "pack_2.log", (3000, 3000))
+    packs = _pack_logs(study)
+    assert _train_log(study, "aaaaaaaaaaaa", packs) == logs / "pack_2.log"  # the newest
+    assert _train_log(study, "bbbbbbbbbbbb", packs) == logs / "bbbbbbbbbbbb.log"
+    assert _train_log(study, "cccccccccccc", packs) == logs / "cccccccccccc.log"
+    assert _train_log(study, "eeeeeeeeeeee", packs) == logs / "eeeeeeeeeeee.log"  # none yet

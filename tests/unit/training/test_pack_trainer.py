@@ -184,6 +184,35 @@ def test_kill_9_mid_epoch_resumes_every_member(data, tmp_path):
         assert_same_run(w, r)
 
 
+def test_a_failed_pack_loses_no_finished_member(data, tmp_path, monkeypatch):
+    """A member that finished before its pack's job failed keeps its last.pt: Snakemake
+    deletes every output of a failed job, and the rerun completes the member again from
+    last.pt without training it."""
+    from hpsweep.training import pack_trainer
+
+    short, long = PackMember(cfg(**{"train.epochs": 1}), 0, tmp_path / "short"), \
+        PackMember(cfg(), 1, tmp_path / "long")
+    real, trained = pack_trainer._packed_epoch, []
+
+    def recorded(group, dd):  # the job dies in the pack's second epoch
+        trained.append([m.run.out_dir.name for m in group])
+        if len(trained) == 2:
+            raise RuntimeError("the job dies (out of memory, a node lost)")
+        return real(group, dd)
+
+    monkeypatch.setattr(pack_trainer, "_packed_epoch", recorded)
+    with pytest.raises(RuntimeError, match="the job dies"):
+        train_pack([short, long], data, progress=False)
+    finished = json.loads((short.out_dir / "metrics.json").read_text())
+    assert (short.out_dir / "last.pt").is_file()
+    (short.out_dir / "metrics.json").unlink()  # what Snakemake's cleanup does
+    again = train_pack([short, long], data, progress=False)
+    # the rerun trains "long" alone from its epoch 1 (epochs 2 and 3); "short" not at all
+    assert trained == [["short", "long"], ["long"], ["long"], ["long"]]
+    assert again[0]["history"] == finished["history"] and again[1]["status"] == "ok"
+    assert not (short.out_dir / "last.pt").exists() and not (long.out_dir / "last.pt").exists()
+
+
 def test_a_completed_member_is_not_retrained(data, tmp_path):
     done = train_run(cfg(), data, tmp_path / "done", seed=0, progress=False)
     before = (tmp_path / "done" / "metrics.json").stat().st_mtime_ns

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from studyfixtures import BIN, ROOT, needs_real_data, shrunk_params, snakemake
 
+from hpsweep.core.layout import control_dir, seed_dir
 from hpsweep.core.study import Study
 
 pytestmark = [pytest.mark.slow, needs_real_data]
@@ -27,21 +28,31 @@ def scheduled(res) -> dict[str, list[str]]:
     return jobs
 
 
-def run_targets(tmp, study) -> list[str]:
-    """Every run's metrics.json, relative to the study folder (as Snakemake names them)."""
-    return [str(Path(m).relative_to(tmp)) for m in study.run_metrics()]
+def seed_metrics(study) -> list[Path]:
+    """The final seeds' and the control's metrics.json."""
+    return [d(study, s) / "metrics.json" for d in (seed_dir, control_dir)
+            for s in study.params.final.seeds]
+
+
+def run_targets(tmp, study, seeds: bool = False) -> list[str]:
+    """Every run's metrics.json (and with ``seeds`` every seed's), relative to the study
+    folder, as Snakemake names them."""
+    return [str(Path(m).relative_to(tmp))
+            for m in [*study.run_metrics(), *(seed_metrics(study) if seeds else [])]]
 
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory):
-    """A small MLP study with study.pack_size = 4, its sweeps trained once by snakemake."""
+    """A small MLP study with study.pack_size = 4 (its two final seeds, and the control's,
+    are a pack each), trained once by snakemake up to the final summary."""
     tmp = tmp_path_factory.mktemp("packed")
-    shrunk_params(tmp, sweeps=3, grids=False, configs=False, study__pack_size=4)
+    shrunk_params(tmp, sweeps=3, grids=False, configs=False, study__pack_size=4,
+                  optuna__enabled=False)
     study = Study.load(tmp / "params.toml", root=tmp)
     assert study.packs, "the study should form at least one pack"
-    dry = snakemake(tmp, "-n", "summarize")
+    dry = snakemake(tmp, "-n", "final_summary")
     assert dry.returncode == 0, dry.stderr[-3000:]
-    real = snakemake(tmp, "summarize")
+    real = snakemake(tmp, "final_summary")
     assert real.returncode == 0, real.stdout[-3000:] + real.stderr[-3000:]
     return tmp, study, scheduled(dry)
 
@@ -60,6 +71,13 @@ def test_each_pack_is_one_job_that_trains_all_its_runs(packed):
             assert json.loads((study.paths.run_dir(r) / "config.json").read_text())
         log = study.paths.pack_log(p.number).read_text()
         assert f"pack of {len(p.run_ids)} runs" in log and "ok, best val acc" in log
+    for rule, where in (("final_pack", seed_dir), ("control_pack", control_dir)):
+        assert len(jobs[rule]) == 2 and rule.replace("pack", "run") not in jobs
+        for s in study.params.final.seeds:
+            metrics = json.loads((where(study, s) / "metrics.json").read_text())
+            assert metrics["provenance"]["pack"]["members"] == 2 and metrics["test_acc"] > 0.3
+    summary = json.loads((study.paths.results_dir / "final/summary.json").read_text())
+    assert summary["gain_vs_control"]["n"] == 2
     packed_ids = {r for p in study.packs for r in p.run_ids}
     alone = set(study.plan.runs) - packed_ids
     assert alone, "the study should also have runs that train alone"
@@ -73,7 +91,7 @@ def test_runs_a_pack_made_are_up_to_date_afterwards(packed, how):
     job (input, params, environment, code) must match train_run's."""
     tmp, study, _ = packed
     assert study.pending_packs() == []
-    res = snakemake(tmp, "-n", *how, *run_targets(tmp, study))
+    res = snakemake(tmp, "-n", *how, *run_targets(tmp, study, seeds=True))
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Nothing to be done" in res.stdout + res.stderr, res.stdout[-3000:]
 
@@ -97,6 +115,18 @@ def test_a_pack_retrains_only_what_is_missing(packed, tmp_path):
         jobs = scheduled(snakemake(tmp, "-n", "--allowed-rules", *allowed, "--",
                                    *run_targets(tmp, study)))
         assert set(jobs) == {pack.rule}
+        final = seed_metrics(study)[:2]  # the final seeds: their pack again
+        for m in final:
+            moved.append((m, tmp_path / f"final_{m.parent.name}"))
+            m.rename(moved[-1][1])
+        stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["final"]["cmd"]
+        allowed_final = shlex.split(stage.split("--allowed-rules", 1)[1].split(" -- ", 1)[0])
+        jobs = scheduled(snakemake(tmp, "-n", "--allowed-rules", *allowed_final, "--",
+                                   *[str(m.relative_to(tmp)) for m in final]))
+        assert set(jobs) == {"final_pack"} and len(jobs["final_pack"]) == 2
+        for original, kept in moved[2:]:
+            kept.rename(original)
+        del moved[2:]
         moved[0][1].rename(moved[0][0])  # one left: it trains alone
         moved.pop(0)
         jobs = scheduled(snakemake(tmp, "-n", *run_targets(tmp, study)))
