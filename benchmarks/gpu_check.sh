@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check for "many trials per device", in one run of under 8 minutes on a GPU
 # machine: the quick study trained on cuda (two GPU jobs at once through the GPU slots),
-# the pack benchmark with 1, 4 and 16 members, and `hpsweep bench`.
+# the pack benchmark with 1, 4 and 16 members, the quick study's sweep stage with and
+# without packs, and `hpsweep bench`.
 #
 #   make setup && make data         # once: the project and the prepared Fashion-MNIST
 #   bash benchmarks/gpu_check.sh    # prints everything; copies under $OUT (default
@@ -28,6 +29,9 @@ echo "== packs: N members vs N runs one after another =="
 for n in 1 4 16; do
   "$BIN/hpsweep" bench --pack --device cuda --members "$n" --batch 64 256 --steps 200
 done
+
+echo "== the quick study's sweep stage on cuda: one job per run vs packs of 8 =="
+"$BIN/hpsweep" bench --pack-study --params "$OUT/quick-cuda.toml" --pack-size 8 --cores 4
 
 echo "== hpsweep bench (the seed-style loop vs the fast path) =="
 "$BIN/hpsweep" bench --repeats 3
