@@ -108,3 +108,26 @@ def test_no_seed_pack_where_the_study_may_choose_a_cnn():
     assert not arch_is_packable(params(optuna={"space": space}))
     assert not arch_is_packable(params(sweeps={"arch": {"param": "model.arch",
                                                         "values": ["mlp", "cnn"]}}))
+
+
+def test_hpsweep_plan_lists_the_packs(tmp_path, capsys, monkeypatch):
+    from hpsweep.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the CLI's study folder
+    doc = tomli.loads((ROOT / "params.toml").read_text())
+    doc["study"].update(pack_size=8, budget=0)
+    (tmp_path / "params.toml").write_text(tomli_w.dumps(doc))
+    study = Study.load(tmp_path / "params.toml", root=tmp_path)
+    first = study.packs[0]
+    done = study.paths.run_dir(first.run_ids[0]) / "metrics.json"
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    assert main(["plan", "--params", str(tmp_path / "params.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "Packs of up to 8 runs (study.pack_size), one job each:" in out
+    left = len(first.run_ids) - 1
+    state = "1 left, trains alone" if left == 1 else f"{left} to train"
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert f"pack 1 {len(first.run_ids)} runs ({state}): {' '.join(first.run_ids)}" in lines
+    packed = sum(len(p.run_ids) for p in study.packs)
+    assert f"{packed} of {len(study.plan.runs)} runs in {len(study.packs)} packs" in out
