@@ -20,10 +20,11 @@ pytestmark = [pytest.mark.slow, needs_real_data]
 
 
 def scheduled(res) -> dict[str, list[str]]:
-    """A dry run's jobs: {rule: [its output files, ...]} (one entry per job)."""
+    """A run's jobs (dry or real: "localrule"): {rule: [its output files, ...]}."""
     jobs: dict[str, list[str]] = {}
     text = res.stdout + res.stderr
-    for rule, outputs in re.findall(r"^rule (\w+):\n(?:.*\n)*?\s+output: (.*)$", text, re.M):
+    job = r"^(?:local)?rule (\w+):\n(?:.*\n)*?\s+output: (.*)$"
+    for rule, outputs in re.findall(job, text, re.M):
         jobs.setdefault(rule, []).extend(o.strip() for o in outputs.split(","))
     return jobs
 
@@ -147,3 +148,58 @@ def test_bench_times_the_sweep_stage_with_and_without_packs(packed):
     packed_runs = sum(len(p.run_ids) for p in study.packs)
     assert int(rows["alone"][1]) == len(study.plan.runs)  # one job per run
     assert int(rows["packs"][3]) == len(study.plan.runs) - packed_runs + len(study.packs)
+
+
+def test_a_killed_pack_job_resumes_and_a_finished_member_is_not_retrained(tmp_path):
+    """SIGKILL snakemake and its pack job after one member (1 epoch) finished: under the
+    local profile (--rerun-incomplete) the rerun completes that member again from the
+    last.pt it kept, without training it, and resumes the others as a pack."""
+    import os
+    import signal
+    import time
+
+    shrunk_params(tmp_path, subset=6000, epochs=8, values=1, sweeps=1, grids=False,
+                  configs=False, study__pack_size=4, study__device="cpu",
+                  optuna__enabled=False, final__enabled=False,
+                  configs__short={"train.epochs": 1})
+    study = Study.load(tmp_path / "params.toml", root=tmp_path)
+    short = study.plan.members_of("config", "short")[0].run_id
+    [pack] = study.packs
+    assert short in pack.run_ids and len(pack.run_ids) == 3
+    runs = {r: study.paths.run_dir(r) for r in pack.run_ids}
+    cmd = [str(BIN / "snakemake"), "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+           "--config", f"params={tmp_path / 'params.toml'}", "--profile",
+           str(ROOT / "profiles/local"), "--cores", "2", *run_targets(tmp_path, study)]
+    with open(tmp_path / "snakemake-1.log", "w") as out:
+        sm = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not (runs[short] / "metrics.json").exists():
+            assert sm.poll() is None and time.time() < deadline, \
+                (tmp_path / "snakemake-1.log").read_text()[-3000:]
+            time.sleep(0.02)
+        os.killpg(sm.pid, signal.SIGKILL)  # snakemake and its job at once
+        sm.wait(10)
+    finally:
+        if sm.poll() is None:
+            os.killpg(sm.pid, signal.SIGKILL)
+            sm.wait(10)
+    time.sleep(1)
+    finished = json.loads((runs[short] / "metrics.json").read_text())
+    assert (runs[short] / "last.pt").is_file()  # kept until the whole pack ends
+    others = [r for r in pack.run_ids if r != short]
+    assert all(not (runs[r] / "metrics.json").exists() for r in others), "the pack finished"
+    assert subprocess.run([*cmd, "--unlock"], capture_output=True).returncode == 0
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    jobs = scheduled(subprocess.CompletedProcess([], 0, rerun.stdout, rerun.stderr))
+    assert sorted(jobs[pack.rule]) == sorted(
+        str((runs[r] / "metrics.json").relative_to(tmp_path)) for r in others)
+    # the finished member: completed again (its job was incomplete), not trained
+    assert jobs["train_run"] == [str((runs[short] / "metrics.json").relative_to(tmp_path))]
+    again = json.loads((runs[short] / "metrics.json").read_text())
+    assert again["history"] == finished["history"] and again["provenance"]["resumed"] is True
+    for r in others:
+        m = json.loads((runs[r] / "metrics.json").read_text())
+        assert m["status"] == "ok" and m["epochs_run"] == 8 and m["provenance"]["resumed"]
+    assert not any((runs[r] / "last.pt").exists() for r in pack.run_ids)
