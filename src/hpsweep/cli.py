@@ -119,7 +119,7 @@ def _print_packs(study) -> None:
     packs = study.packs
     print(f"\nPacks of up to {study.params.study.pack_size} runs (study.pack_size), one job each:")
     for p in packs:
-        left = [r for r in p.run_ids if not (study.paths.run_dir(r) / "metrics.json").exists()]
+        left = [r for r in p.run_ids if not study.has_metrics(r)]
         state = {0: "complete", 1: "1 left, trains alone"}.get(len(left), f"{len(left)} to train")
         print(f"pack {p.number:<3d} {len(p.run_ids):2d} runs ({state}): {' '.join(p.run_ids)}")
     packed = sum(len(p.run_ids) for p in packs)

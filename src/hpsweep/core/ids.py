@@ -32,6 +32,11 @@ def same_code(recorded: str) -> bool:
                                           and recorded[:len(ENGINE_VERSION)] == ENGINE_VERSION)
 
 
+def canonical_json(obj: Any) -> str:
+    """One text per value: keys sorted, no spaces (configs compared as text)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def run_signature(run_cfg: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
     """Stable hash of everything that determines a run's result."""
     blob = json.dumps({"run": run_cfg, "extra": extra or {}}, sort_keys=True, default=str)

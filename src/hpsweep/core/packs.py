@@ -21,11 +21,13 @@ control_pack, beside final_run and control_run.
 
 from __future__ import annotations
 
-import json
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from hpsweep.core.ids import canonical_json
 
 if TYPE_CHECKING:
     from hpsweep.core.schema import Params
@@ -46,11 +48,11 @@ MAX_PACKS = 32
 def pack_key(run_cfg: dict[str, Any]) -> str:
     """Runs whose keys are equal can train in one pack: the config without its
     member-level keys."""
-    cfg = json.loads(json.dumps(run_cfg))
+    cfg = copy.deepcopy(run_cfg)
     for key in MEMBER_MODEL_KEYS:
         cfg["model"].pop(key, None)
     cfg["train"] = {k: v for k, v in cfg["train"].items() if k in SHARED_TRAIN_KEYS}
-    return json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
+    return canonical_json(cfg)
 
 
 def packable(run_cfg: dict[str, Any]) -> bool:
@@ -71,12 +73,6 @@ class Pack:
 
 def pack_rule(number: int) -> str:
     return f"train_pack_{number}"
-
-
-def pack_rules() -> list[str]:
-    """Every pack rule name a study may define, whatever its pack_size (dvc.yaml names
-    them all, so it does not change with pack_size)."""
-    return [pack_rule(n) for n in range(1, MAX_PACKS + 1)]
 
 
 def cut(run_ids: list[str], size: int) -> list[list[str]]:
@@ -139,6 +135,8 @@ def seed_pack(params: Params, complete: Callable[[int], bool]) -> tuple[int, ...
     return left if len(left) > 1 else ()
 
 
-# Snakemake rules that may train a rule's jobs in packs (dvc.yaml allows them with it).
-PACK_RULES_OF = {"train_run": pack_rules, "final_run": lambda: ["final_pack"],
-                 "control_run": lambda: ["control_pack"]}
+# Snakemake rules that may train a rule's jobs in packs: every one a study may define,
+# whatever its pack_size, so dvc.yaml, which allows them with the rule, does not change
+# with pack_size.
+PACK_RULES_OF = {"train_run": [pack_rule(n) for n in range(1, MAX_PACKS + 1)],
+                 "final_run": ["final_pack"], "control_run": ["control_pack"]}

@@ -72,8 +72,11 @@ class Study:
     def pending_packs(self) -> list[Pack]:
         """The packs cut down to their runs without a metrics.json, those with two or more
         left: what Snakemake's train_pack_<n> rules train now."""
-        return pending_packs(self.packs,
-                             lambda r: (self.paths.run_dir(r) / "metrics.json").exists())
+        return pending_packs(self.packs, self.has_metrics)
+
+    def has_metrics(self, run_id: str) -> bool:
+        """Run ``run_id`` has its metrics.json (what Snakemake's train rules write)."""
+        return (self.paths.run_dir(run_id) / "metrics.json").exists()
 
     def run_metrics(self) -> list[str]:
         return [str(self.paths.run_dir(r) / "metrics.json") for r in self.plan.run_ids()]

@@ -51,10 +51,9 @@ def run_final_seed(study: Study, seed: int, *, threads: int | None = None,
     A finished run of the same config in the directory is resumed from its last
     checkpoint (nothing to train, only the test evaluation); another config starts over.
     """
-    best = best_choice(study)
-    log.info("final seed %d: %s", seed, final_overrides(study, best))
-    return _retrain(study, final_spec(study, seed, best), best,
-                    Path(out_dir) if out_dir else seed_dir(study, seed), threads, progress)
+    chosen_by, [(spec, where)] = _seed_runs(study, [seed], control=False)
+    return _retrain(study, spec, chosen_by, Path(out_dir) if out_dir else where, threads,
+                    progress)
 
 
 def control_overrides(study: Study, best: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -72,10 +71,9 @@ def run_control_seed(study: Study, seed: int, *, threads: int | None = None,
                      progress: bool = True, out_dir: Path | None = None) -> dict[str, Any]:
     """Train the baseline control with ``seed`` exactly as the final seeds train (same
     epochs, data, train_on_val) and evaluate it on the test split."""
-    best = best_choice(study)
-    log.info("control seed %d: the baseline, %s", seed, control_overrides(study, best))
-    return _retrain(study, control_spec(study, seed, best), {"source": "baseline (final.control)"},
-                    Path(out_dir) if out_dir else control_dir(study, seed), threads, progress)
+    chosen_by, [(spec, where)] = _seed_runs(study, [seed], control=True)
+    return _retrain(study, spec, chosen_by, Path(out_dir) if out_dir else where, threads,
+                    progress)
 
 
 def retrain_seeds(study: Study, seeds: list[int], *, control: bool = False,
@@ -83,27 +81,31 @@ def retrain_seeds(study: Study, seeds: list[int], *, control: bool = False,
     """The final seeds (or the control's, ``control``) in their folders: one seed as
     run_final_seed / run_control_seed trains it, several as one pack
     (training.pack_trainer), each member what it would be alone. Their metrics, in order."""
-    if len(seeds) == 1:
-        run = run_control_seed if control else run_final_seed
-        return [run(study, seeds[0], threads=threads, progress=progress)]
+    chosen_by, runs = _seed_runs(study, seeds, control=control)
+    if len(runs) == 1:
+        [(spec, where)] = runs
+        return [_retrain(study, spec, chosen_by, where, threads, progress)]
     from hpsweep.training.pack_trainer import PackMember, train_pack
 
-    best = best_choice(study)
-    if control:
-        log.info("control seeds %s as one pack: the baseline, %s", seeds,
-                 control_overrides(study, best))
-        chosen_by, dir_of = {"source": "baseline (final.control)"}, control_dir
-        specs = [control_spec(study, s, best) for s in seeds]
-    else:
-        log.info("final seeds %s as one pack: %s", seeds, final_overrides(study, best))
-        chosen_by, dir_of = best, seed_dir
-        specs = [final_spec(study, s, best) for s in seeds]
-    members = [PackMember(spec.config, spec.seed, _start_seed(spec, chosen_by,
-                                                              dir_of(study, spec.seed)))
-               for spec in specs]
+    members = [PackMember(spec.config, spec.seed, _start_seed(spec, chosen_by, where))
+               for spec, where in runs]
     on_val = study.params.final.train_on_val
     return train_pack(members, _final_data(study), evaluate_test=True, threads=threads,
                       progress=progress, keep="last" if on_val else "best")
+
+
+def _seed_runs(study: Study, seeds: list[int], *, control: bool
+               ) -> tuple[dict[str, Any], list[tuple[RunSpec, Path]]]:
+    """What chose the configuration the final seeds (or the control's) train, and each
+    seed's run and folder; logged."""
+    best = best_choice(study)
+    which = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {seeds} as one pack"
+    if control:
+        log.info("control %s: the baseline, %s", which, control_overrides(study, best))
+        return ({"source": "baseline (final.control)"},
+                [(control_spec(study, s, best), control_dir(study, s)) for s in seeds])
+    log.info("final %s: %s", which, final_overrides(study, best))
+    return best, [(final_spec(study, s, best), seed_dir(study, s)) for s in seeds]
 
 
 def _start_seed(spec: RunSpec, chosen_by: dict[str, Any], out: Path) -> Path:

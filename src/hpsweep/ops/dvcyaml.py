@@ -61,7 +61,7 @@ class Stage:
                     "params": [{"params.toml": outermost(self.params)}],
                     "outs": [o.format(**folders) for o in self.outs]}
         # the rules that may train a rule's jobs in packs (core.packs)
-        packs = [p for r in self.rules if r in PACK_RULES_OF for p in PACK_RULES_OF[r]()]
+        packs = [p for r in self.rules for p in PACK_RULES_OF.get(r, [])]
         allowed = " ".join([*self.rules, *packs])
         force = f" --forcerun {self.target}" if self.forcerun else ""
         cmd = f"{SNAKEMAKE}{force} --allowed-rules {allowed} -- {self.target}"

@@ -6,7 +6,6 @@ Everything stored is tensors and plain Python types, so checkpoints load with
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,6 @@ CKPT_FORMAT = 1
 def save_atomic(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-
-
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def capture_rng(device: torch.device) -> dict[str, Any]:

@@ -23,14 +23,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from hpsweep.core.ids import code_version, same_code
+from hpsweep.core.ids import canonical_json, code_version, same_code
 from hpsweep.core.runstatus import RunStatus
 from hpsweep.core.sections import TrainConfig
 from hpsweep.data.prepared import PreparedData
 from hpsweep.training.augment import get_augment
 from hpsweep.training.checkpoint import (
     CKPT_FORMAT,
-    canonical_json,
     capture_rng,
     load_resume,
     restore_rng,
