@@ -243,7 +243,7 @@ def test_dvc_status_names_the_stages_a_key_affects(project):
     restore_baseline(project)
     for key, value in (("report.title", "another title"), ("optuna.n_trials", 4),
                        ("final.epochs", 2), ("report.top_k", 2), ("data.mirrors", ["/x"]),
-                       ("study.budget", 5.0)):
+                       ("study.budget", 5.0), ("study.pack_size", 8)):
         params = workspace_params(project)
         section, leaf = key.split(".")
         params[section][leaf] = value
