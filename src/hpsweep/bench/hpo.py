@@ -151,7 +151,8 @@ def search(method: tuple[str, str, bool], seed: int, grid: dict[str, list[Any]],
     study = optuna.create_study(direction="maximize",
                                 study_name=f"{sampler_kind}-{pruner_kind}-{warm}-{seed}",
                                 sampler=make_sampler(sampler_kind, seed),
-                                pruner=make_pruner(pruner_kind, epochs=epochs, max_resource=epochs))
+                                pruner=make_pruner(pruner_kind, epochs=epochs, max_resource=epochs,
+                                                   promoted=len(promoted)))
     for cfg in promoted:
         study.enqueue_trial(dict(zip(grid, cfg, strict=True)))
     dists = {k: optuna.distributions.CategoricalDistribution(v) for k, v in grid.items()}
@@ -292,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subset", type=int, default=6000,
                    help="stratified training images per run (default 6000)")
     p.add_argument("--epochs", type=int, default=8, help="epochs per grid run (default 8)")
-    p.add_argument("--repeats", type=int, default=10,
-                   help="sampler seeds per method (default 10)")
+    p.add_argument("--repeats", type=int, default=30,
+                   help="sampler seeds per method (default 30: with 10, random search's "
+                        "median moved from 15.8 to 24.2 %% of the grid when seeds were added)")
     p.add_argument("--top", type=float, default=0.02,
                    help="target = the accuracy of the best TOP share of configurations "
                         "(default 0.02: 3 of 120)")

@@ -40,15 +40,15 @@ from hpsweep.ops.jobs import TRAIN_THREADS, torch_threads
 from hpsweep.training.runstore import read_metrics
 
 # Expected length of an Optuna trial after the pruner's start-up, as a fraction of a full
-# trial. median: measured in the default study (2026-12-06): of its 7 sampled trials 6 were
-# pruned, after 6-10 of 20 epochs, one ran to the end -> (6 x 0.4 + 1) / 7 = 0.49.
+# trial. median: measured in the default study (2026-12-06, when the pruner started after 5
+# finished trials, the 3 promoted among them): of its 7 sampled trials 6 were pruned, after
+# 6-10 of 20 epochs, one ran to the end -> (6 x 0.4 + 1) / 7 = 0.49. Since it waits for 5
+# beyond the promoted ones it prunes less: an upper bound on what pruning saves.
 # successive_halving / hyperband (from the sweeps' epochs to the trials', reduction 3 or
 # 4) keep about a quarter of the trials past each rung: a prior, not measured here.
 # none: no pruning.
 PRUNED_LENGTH = {"median": 0.5, "wilcoxon": 0.5, "successive_halving": 0.35,
                  "hyperband": 0.35, "none": 1.0}
-# Completed trials before the median pruner prunes (tuning.algorithms.make_pruner).
-PRUNER_STARTUP = 5
 CALIBRATION_STEPS = 40  # timed training steps per shape (after a warm-up epoch)
 CALIBRATION_VAL = 1024  # validation samples timed per shape
 SPACE_DRAWS = 5  # configurations drawn from the Optuna space to price a typical trial
@@ -299,10 +299,13 @@ def _trial_split(x: _Inputs) -> tuple[int, int]:
 
 def trial_lengths(optuna_cfg, n_trials: int, finished: int = 0) -> float:
     """Full-trial equivalents the trials ``finished`` .. ``n_trials`` - 1 cost: the
-    promoted ones and those before the pruner's start-up count whole, later ones
+    promoted ones and the median pruner's start-up after them count whole, later ones
     PRUNED_LENGTH (warm-start trials, which count towards the start-up, are ignored:
     the estimate errs long)."""
-    whole = max(optuna_cfg.promote, PRUNER_STARTUP if optuna_cfg.pruner == "median" else 1)
+    from hpsweep.tuning.algorithms import MEDIAN_STARTUP
+
+    whole = (optuna_cfg.promote + MEDIAN_STARTUP if optuna_cfg.pruner == "median"
+             else max(optuna_cfg.promote, 1))
     later = PRUNED_LENGTH[optuna_cfg.pruner]
     return sum(1.0 if i < whole else later for i in range(finished, n_trials))
 

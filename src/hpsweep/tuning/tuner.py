@@ -92,7 +92,8 @@ class Tuner(OptunaLayout):
         epochs = o.epochs or sweeps
         steps = epochs * max(1, o.cv_folds)  # the last step a trial reports
         return make_pruner(o.pruner, multi_objective=self.multi_objective, epochs=epochs,
-                           min_resource=max(1, min(sweeps, epochs)), max_resource=steps)
+                           min_resource=max(1, min(sweeps, epochs)), max_resource=steps,
+                           promoted=o.promote)
 
     def open(self, *, seed: int | None = None,
              storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:

@@ -373,6 +373,38 @@ def test_multi_fidelity_pruners_run_from_the_sweeps_epochs_to_the_trials(tmp_pat
     assert (folds._min_resource, folds._max_resource) == (4, 8)
 
 
+def test_the_median_pruner_waits_for_five_trials_beyond_the_promoted(tmp_path):
+    """The promoted trials are the sweeps' best: a median over them and two sampled trials
+    would prune most new configurations in their first epochs (tuning.algorithms)."""
+    study = make_study(tmp_path / "m", optuna={"pruner": "median", "epochs": 6, "promote": 3})
+    ostudy = optuna.create_study(direction="maximize", pruner=Tuner(study).pruner())
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+    def finished(acc: float) -> None:
+        ostudy.add_trial(optuna.trial.create_trial(
+            params={"x": 0.5}, distributions=dist, value=acc,
+            intermediate_values={e: acc for e in range(1, 7)}))
+
+    def slow_start_is_pruned() -> bool:
+        trial = ostudy.ask()
+        trial.report(0.5, 4)  # past the warm-up (a third of 6 epochs), far below the others
+        pruned = trial.should_prune()
+        ostudy.tell(trial, state=optuna.trial.TrialState.PRUNED if pruned else
+                    optuna.trial.TrialState.FAIL)
+        return pruned
+
+    for acc in (0.91, 0.90, 0.90, 0.80, 0.80):  # 3 promoted, 2 sampled
+        finished(acc)
+    assert not slow_start_is_pruned()
+    for acc in (0.80, 0.80, 0.80):  # now 5 beyond the 3 promoted
+        finished(acc)
+    assert slow_start_is_pruned()
+    # without promotion it starts after 5
+    plain = make_study(tmp_path / "p", optuna={"pruner": "median", "epochs": 6, "promote": 0})
+    assert Tuner(plain).pruner()._n_startup_trials == 5
+    assert Tuner(study).pruner()._n_startup_trials == 8
+
+
 def test_wilcoxon_needs_folds_and_cmaes_its_package(tmp_path):
     study = make_study(tmp_path / "w", optuna={"pruner": "wilcoxon"})
     with pytest.raises(ParamsError, match="cv_folds >= 2"):
