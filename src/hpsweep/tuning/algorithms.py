@@ -31,7 +31,7 @@ def make_sampler(kind: str, seed: int, *, n_trials: int = 20,
     raise ValueError(f"unknown sampler {kind!r}")
 
 
-# Finished trials the median pruner waits for beyond the promoted ones.
+# Completed trials the median pruner waits for beyond the promoted ones.
 MEDIAN_STARTUP = 5
 
 
@@ -52,13 +52,14 @@ def make_pruner(kind: str, *, multi_objective: bool = False, epochs: int = 3,
     reference and pruning from epoch 1, all 20 trials of a 10-epoch study were
     pruned, most after epoch 1 or 2.
 
-    It also waits for MEDIAN_STARTUP finished trials beyond the ``promoted`` ones
-    (optuna.promote: the sweeps' best, enqueued first). Those are the top of what the
-    sweeps found, so a median over them and two sampled trials is a bar few new
-    configurations clear in their first epochs. Measured with `hpsweep bench-hpo` (30
-    sampler seeds, 3 promoted): starting after 5 finished trials, the study's path
-    reached the target in 17 of 30 seeds (median 18.5 % of the grid's epochs); after
-    5 + 3, in 27 of 30 (14.8 %), against 28 of 30 (24.2 %) for random search.
+    It also waits for MEDIAN_STARTUP completed trials (pruned ones do not count)
+    beyond the ``promoted`` ones (optuna.promote: the sweeps' best, enqueued first).
+    Those are the top of what the sweeps found, so a median over them and two sampled
+    trials is a bar few new configurations clear in their first epochs. Measured with
+    `hpsweep bench-hpo` (30 sampler seeds, 3 promoted): starting after 5 completed
+    trials, the study's path reached the target in 17 of 30 seeds (median 18.5 % of
+    the grid's epochs); after 5 + 3, in 27 of 30 (14.8 %), against 28 of 30 (24.2 %)
+    for random search.
     """
     if multi_objective or kind == "none":
         return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective trials
