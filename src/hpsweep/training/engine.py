@@ -1,6 +1,6 @@
 """The training loop: one run = one config, one seed, one output directory.
 
-train_run orchestrates named steps (_Run: set up, resume or start, one epoch, its
+train_run orchestrates named steps (TrainingRun: set up, resume or start, one epoch, its
 bookkeeping, finish, metrics); the fast path of an epoch lives in epoch.py.
 """
 
@@ -106,7 +106,7 @@ def _completed_metrics(path: Path, identity: dict[str, Any], evaluate_test: bool
 
 
 @dataclass
-class _Epoch:
+class EpochResult:
     """One trained and validated epoch, before its bookkeeping."""
 
     number: int
@@ -120,7 +120,7 @@ class _Epoch:
     conf: torch.Tensor
 
 
-class _Run:
+class TrainingRun:
     """One run's fixed parts (config, device, model, data, optimizer) and its named
     steps; train_run is the orchestrator. The steps consume random numbers in the order
     the engine always has (ENGINE_VERSION; tests/unit/training/test_engine_golden.py checks it)."""
@@ -187,7 +187,7 @@ class _Run:
         log.info("%s: resuming after epoch %d of %d", self.out_dir, state.epoch, self.t.epochs)
         return state, ckpt.get("best_model"), True
 
-    def train_epoch(self, state: TrainState, tb: TBLog) -> _Epoch | None:
+    def train_epoch(self, state: TrainState, tb: TBLog) -> EpochResult | None:
         """Train and validate the next epoch; None when its loss diverged."""
         started, lr = time.perf_counter(), self.sched.lr
         res = train_epoch(self.model, self.opt, self.sched, self.dd, self.t, self.aug,
@@ -198,7 +198,7 @@ class _Run:
         return self.validate(state.epoch + 1, started, lr, res[0], res[1], train_s)
 
     def validate(self, number: int, started: float, lr: float, train_loss: float,
-                 train_acc: float, train_s: float) -> _Epoch | None:
+                 train_acc: float, train_s: float) -> EpochResult | None:
         """A trained epoch validated; None when its mean training loss is above the
         divergence limit or its validation loss is not finite."""
         if not train_loss <= self.limit:
@@ -207,10 +207,10 @@ class _Run:
                                            self.bf16, self.data.num_classes)
         if not math.isfinite(val_loss):
             return None
-        return _Epoch(number, started, lr, train_loss, train_acc, train_s, val_loss, val_acc,
+        return EpochResult(number, started, lr, train_loss, train_acc, train_s, val_loss, val_acc,
                       conf)
 
-    def keep_best(self, state: TrainState, ep: _Epoch, best_model: dict | None) -> dict | None:
+    def keep_best(self, state: TrainState, ep: EpochResult, best_model: dict | None) -> dict | None:
         """best.pt: the first epoch with the highest val accuracy (strictly better wins,
         the notion early stopping counts from), or every epoch with keep = "last"."""
         if not (ep.val_acc > state.best_val_acc or self.keep == "last"):
@@ -226,7 +226,7 @@ class _Run:
                      "std": self.dd.std_list, "seed": self.seed}, self.best_path)
         return best_model
 
-    def record(self, state: TrainState, ep: _Epoch, tb: TBLog) -> dict[str, float]:
+    def record(self, state: TrainState, ep: EpochResult, tb: TBLog) -> dict[str, float]:
         """The schedule's epoch step, then the epoch's history row (and its events)."""
         self.sched.after_epoch(ep.val_loss)
         sync(self.device)
@@ -326,7 +326,7 @@ class _Run:
         }
 
 
-def close_epoch(run: _Run, state: TrainState, ep: _Epoch, best_model: dict | None,
+def close_epoch(run: TrainingRun, state: TrainState, ep: EpochResult, best_model: dict | None,
                 tb: TBLog, on_epoch: Callable[[int, float], None] | None,
                 elapsed: Callable[[], float]) -> tuple[dict | None, dict[str, float]]:
     """A trained epoch's bookkeeping: keep the best, record, check stops, save last.pt:
@@ -340,7 +340,7 @@ def close_epoch(run: _Run, state: TrainState, ep: _Epoch, best_model: dict | Non
     return best_model, row
 
 
-def mark_diverged(run: _Run, state: TrainState) -> dict[str, int]:
+def mark_diverged(run: TrainingRun, state: TrainState) -> dict[str, int]:
     """Stop the run as diverged in the epoch after the last recorded one: diverged_at."""
     state.status = RunStatus.DIVERGED
     log.warning("%s: loss is not finite or > %.0f in epoch %d (step %d); stopping: diverged",
@@ -348,11 +348,11 @@ def mark_diverged(run: _Run, state: TrainState) -> dict[str, int]:
     return {"epoch": state.epoch + 1, "step": state.global_step}
 
 
-def still_training(run: _Run, state: TrainState) -> bool:
+def still_training(run: TrainingRun, state: TrainState) -> bool:
     return state.status == RunStatus.RUNNING and state.epoch < run.t.epochs
 
 
-def _epochs(run: _Run, state, best_model, tb: TBLog, on_epoch, progress: bool,
+def _epochs(run: TrainingRun, state, best_model, tb: TBLog, on_epoch, progress: bool,
             max_epochs: int | None, elapsed: Callable[[], float]):
     """The epoch loop: train, keep the best, record, check stops, save last.pt, until the
     run stops or ``max_epochs`` epochs ran in this call: (best model, diverged_at)."""
@@ -375,7 +375,7 @@ def _epochs(run: _Run, state, best_model, tb: TBLog, on_epoch, progress: bool,
     return best_model, diverged_at
 
 
-def complete_run(run: _Run, state: TrainState, best_model: dict | None, tb: TBLog,
+def complete_run(run: TrainingRun, state: TrainState, best_model: dict | None, tb: TBLog,
                  total_s: float, diverged_at: dict[str, int] | None, resumed: bool,
                  extra_provenance: dict[str, Any] | None = None,
                  drop_last: bool = True) -> dict[str, Any]:
@@ -423,7 +423,7 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
     been killed after last.pt was written (for tests and time-sliced schedulers).
     """
     t0 = time.perf_counter()
-    run = _Run(run_cfg, data, out_dir, seed=seed, evaluate_test=evaluate_test,
+    run = TrainingRun(run_cfg, data, out_dir, seed=seed, evaluate_test=evaluate_test,
                threads=threads, keep=keep)
     if (done := run.completed()) is not None:  # a completed run is never redone
         log.info("%s: already complete (%s); nothing to train", run.out_dir, done["status"])

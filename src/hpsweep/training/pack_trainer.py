@@ -44,8 +44,8 @@ from hpsweep.data.prepared import PreparedData
 from hpsweep.training.checkpoint import capture_rng, restore_rng
 from hpsweep.training.device import DeviceData, autocast
 from hpsweep.training.engine import (
-    _Epoch,
-    _Run,
+    EpochResult,
+    TrainingRun,
     close_epoch,
     complete_run,
     mark_diverged,
@@ -91,7 +91,7 @@ class _Member:
     """A pack member between epochs: its run and what the engine's loop would hold."""
 
     index: int
-    run: _Run
+    run: TrainingRun
     state: TrainState
     best_model: dict | None
     resumed: bool
@@ -192,8 +192,8 @@ class _Stacked:
         return h
 
 
-def _packed_epoch(group: list[_Member], dd: DeviceData) -> list[_Epoch | None]:
-    """One epoch of the group, trained together; each member's _Epoch (None: diverged).
+def _packed_epoch(group: list[_Member], dd: DeviceData) -> list[EpochResult | None]:
+    """One epoch of the group, trained together; each member's EpochResult (None: diverged).
     Each member is charged an equal share of the training seconds, so the members' times
     add up to the pack's (what the planner counts), plus its own evaluation."""
     lead = group[0].run
@@ -275,7 +275,7 @@ def _start(members: Sequence[PackMember], data: PreparedData, *, evaluate_test: 
     dd: DeviceData | None = None
     try:
         for i, pm in enumerate(members):
-            run = _Run(pm.run_cfg, data, pm.out_dir, seed=pm.seed,
+            run = TrainingRun(pm.run_cfg, data, pm.out_dir, seed=pm.seed,
                        evaluate_test=evaluate_test, threads=threads, keep=keep)
             if (metrics := run.completed()) is not None:
                 log.info("%s: already complete (%s); nothing to train", run.out_dir,
