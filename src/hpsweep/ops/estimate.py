@@ -41,7 +41,7 @@ from hpsweep.training.runstore import read_metrics
 
 # Expected length of an Optuna trial after the pruner's start-up, as a fraction of a full
 # trial. median: measured in the default study (2026-12-06, when the pruner started after 5
-# finished trials, the 3 promoted among them): of its 7 sampled trials 6 were pruned, after
+# completed trials, the 3 promoted among them): of its 7 sampled trials 6 were pruned, after
 # 6-10 of 20 epochs, one ran to the end -> (6 x 0.4 + 1) / 7 = 0.49. Since it waits for 5
 # beyond the promoted ones it prunes less: an upper bound on what pruning saves.
 # successive_halving / hyperband (from the sweeps' epochs to the trials', reduction 3 or

@@ -207,8 +207,8 @@ class TrainingRun:
                                            self.bf16, self.data.num_classes)
         if not math.isfinite(val_loss):
             return None
-        return EpochResult(number, started, lr, train_loss, train_acc, train_s, val_loss, val_acc,
-                      conf)
+        return EpochResult(number, started, lr, train_loss, train_acc, train_s, val_loss,
+                           val_acc, conf)
 
     def keep_best(self, state: TrainState, ep: EpochResult, best_model: dict | None) -> dict | None:
         """best.pt: the first epoch with the highest val accuracy (strictly better wins,
@@ -424,7 +424,7 @@ def train_run(run_cfg: dict[str, Any], data: PreparedData, out_dir: Path, *, see
     """
     t0 = time.perf_counter()
     run = TrainingRun(run_cfg, data, out_dir, seed=seed, evaluate_test=evaluate_test,
-               threads=threads, keep=keep)
+                      threads=threads, keep=keep)
     if (done := run.completed()) is not None:  # a completed run is never redone
         log.info("%s: already complete (%s); nothing to train", run.out_dir, done["status"])
         return done

@@ -276,7 +276,7 @@ def _start(members: Sequence[PackMember], data: PreparedData, *, evaluate_test: 
     try:
         for i, pm in enumerate(members):
             run = TrainingRun(pm.run_cfg, data, pm.out_dir, seed=pm.seed,
-                       evaluate_test=evaluate_test, threads=threads, keep=keep)
+                              evaluate_test=evaluate_test, threads=threads, keep=keep)
             if (metrics := run.completed()) is not None:
                 log.info("%s: already complete (%s); nothing to train", run.out_dir,
                          metrics["status"])
