@@ -259,8 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--subset", type=int, default=20000)
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--width", type=int, default=None,
+                   help="model.width for the members instead of the params file's (on a "
+                        "CPU packs pay where members are small)")
     args = p.parse_args(argv)
     params = load_params(args.params)
+    if args.width:
+        params = params.model_copy(update={
+            "model": params.model.model_copy(update={"width": args.width})})
     prepared = StudyPaths.from_params(params).prepared
     if not prepared.is_file():
         print(f"hpsweep bench --pack: {prepared} not found; run `make data`")
@@ -269,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = run(params, prepared, args.members, args.batch, args.steps, args.repeats,
                args.threads, args.subset, args.device)
-    print(f"{args.params}: {args.members} members, {args.steps} steps each, on "
+    shape = f" with model.width = {args.width}" if args.width else ""
+    print(f"{args.params}{shape}: {args.members} members, {args.steps} steps each, on "
           f"{args.device} ({args.threads} threads), median of {args.repeats} interleaved "
           "repeats")
     print(tabulate(rows, ["model", "batch", "members", "how", "member-samples/s", "min-max",

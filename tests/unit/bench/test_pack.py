@@ -45,3 +45,26 @@ def test_the_trainer_rows_time_runs_alone_and_as_one_pack(tmp_path):
     rates = engine(Params(), data, n=2, bs=64, repeats=1, threads=1, subset=128, device="cpu")
     assert set(rates) == {"engine alone", "engine pack"}
     assert all(len(r) == 1 and r[0] > 0 for r in rates.values())
+
+
+def test_width_packs_smaller_members(tmp_path, capsys, monkeypatch):
+    from synthdata import write_data
+
+    import hpsweep.bench.pack as bench
+    from hpsweep.bench.pack import main
+
+    widths = []
+    models = bench._models
+    monkeypatch.setattr(bench, "_models", lambda cfg, *a: widths.append(cfg["width"])
+                        or models(cfg, *a))
+
+    write_data(tmp_path / "data/prepared/fashion-mnist.pt")
+    params = tmp_path / "params.toml"
+    params.write_text(f'[study]\ndata_dir = "{tmp_path / "data"}"\n')
+    args = ["--params", str(params), "--members", "2", "--batch", "16", "--steps", "2",
+            "--repeats", "1", "--threads", "1", "--subset", "64"]
+    assert main([*args, "--width", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "with model.width = 24: 2 members" in out
+    assert "engine pack" in out
+    assert widths and set(widths) == {24}
