@@ -10,6 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import tomli
+import tomli_w
 import yaml
 from studyfixtures import BIN, ROOT, needs_real_data, shrunk_params, snakemake
 
@@ -135,6 +137,61 @@ def test_a_pack_retrains_only_what_is_missing(packed, tmp_path):
     finally:
         for original, kept in moved:
             kept.rename(original)
+
+
+PACK_RULE = re.compile(r"^train_pack_\d+$")
+SEED_PACKS = {"final_pack": "final_run", "control_pack": "control_run"}
+
+
+def single_rule(rule: str) -> str:
+    """The rule that trains a pack's runs one by one."""
+    return "train_run" if PACK_RULE.match(rule) else SEED_PACKS.get(rule, rule)
+
+
+def _baseline_lr(doc):
+    doc["train"]["lr"] *= 2
+
+
+def _baseline_dropout(doc):
+    doc["model"]["dropout"] = 0.25
+
+
+def _third_final_seed(doc):
+    doc["final"]["seeds"] = [*doc["final"]["seeds"], max(doc["final"]["seeds"]) + 1]
+
+
+def _report_top_k(doc):
+    doc["report"]["top_k"] += 1
+
+
+# The lr sweep's runs keep their own lr, so a new baseline lr leaves one new run of the
+# baseline's shape and batch size (the baseline itself): no pack. A new dropout changes
+# every run, and the lr sweep's runs and the baseline's form a pack again.
+@pytest.mark.parametrize("change, packs", [(_baseline_lr, False), (_baseline_dropout, True),
+                                           (_third_final_seed, False), (_report_top_k, False)],
+                         ids=["train.lr", "model.dropout", "final.seeds", "report.top_k"])
+def test_packs_change_which_rule_trains_a_run_not_what_reruns(packed, tmp_path, change, packs):
+    """The rerun contract with packs: after a changed key, a dry run under the local
+    profile schedules the same outputs with study.pack_size = 4 as with 1, the pack rules
+    standing in for train_run, final_run and control_run."""
+    tmp, _, _ = packed
+    doc = tomli.loads((tmp / "params.toml").read_text())
+    change(doc)
+    seen = {}
+    for k in (4, 1):
+        doc["study"]["pack_size"] = k
+        variant = tmp_path / f"pack_size_{k}.toml"
+        variant.write_text(tomli_w.dumps(doc))
+        # the later --config replaces the helper's (the study's own params.toml)
+        res = snakemake(tmp, "-n", "--profile", str(ROOT / "profiles/local"), "final_summary",
+                        "--config", f"params={variant}")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        seen[k] = scheduled(res)
+    outputs = {k: sorted(o for outs in jobs.values() for o in outs) for k, jobs in seen.items()}
+    assert outputs[4] == outputs[1]
+    assert {single_rule(r) for r in seen[4]} == set(seen[1])
+    assert any(PACK_RULE.match(r) for r in seen[4]) == packs
+    assert not any(PACK_RULE.match(r) or r in SEED_PACKS for r in seen[1])
 
 
 def test_bench_times_the_sweep_stage_with_and_without_packs(packed):
