@@ -194,6 +194,37 @@ def test_packs_change_which_rule_trains_a_run_not_what_reruns(packed, tmp_path, 
     assert not any(PACK_RULE.match(r) or r in SEED_PACKS for r in seen[1])
 
 
+def job_settings(res) -> dict[str, set[tuple[int, str]]]:
+    """A dry run's jobs: {rule: {(threads, mem_mb or ""), ...}} (Snakemake prints no
+    threads line for one thread)."""
+    out: dict[str, set[tuple[int, str]]] = {}
+    text = res.stdout + res.stderr
+    for rule, block in re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", text, re.M):
+        threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
+        mem = re.search(r"\bmem_mb=(\d+)", block)
+        out.setdefault(rule, set()).add((int(threads[1]) if threads else 1,
+                                         mem[1] if mem else ""))
+    return out
+
+
+def test_set_threads_and_resources_of_a_training_rule_reach_its_packs(packed, tmp_path):
+    """`--set-threads train_run=N` and `--set-resources train_run:KEY=V` also set the
+    train_pack rules' (the SLURM test's one-CPU jobs, a user's memory per job), and
+    final_run's the final_pack's; control_pack keeps the default."""
+    tmp, study, _ = packed
+    (tmp_path / "params.toml").write_text((tmp / "params.toml").read_text())  # nothing done
+    res = snakemake(tmp_path, "-n", "final_summary", "--set-threads", "train_run=1",
+                    "final_run=1", "--set-resources", "train_run:mem_mb=1234")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    jobs = job_settings(res)
+    assert {p.rule for p in study.packs} <= set(jobs)
+    for rule, settings in jobs.items():
+        if rule == "train_run" or PACK_RULE.match(rule):
+            assert settings == {(1, "1234")}, rule
+    assert jobs["final_pack"] == {(1, "")}
+    assert jobs["control_pack"] == {(2, "")}
+
+
 def test_bench_times_the_sweep_stage_with_and_without_packs(packed):
     tmp, study, _ = packed
     res = subprocess.run([str(BIN / "hpsweep"), "bench", "--pack-study", "--pack-size", "4",

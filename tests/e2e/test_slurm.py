@@ -99,31 +99,33 @@ def summary(workdir: Path) -> pd.DataFrame:
     return pd.read_csv(workdir / "results" / "summary" / "experiment_summary.csv")
 
 
-def drill_params(tmp: Path) -> str:
-    """A one-run study whose training (60 epochs) is slow enough to be cancelled midway;
-    returns its run id."""
+def drill_params(tmp: Path) -> list[str]:
+    """A study of two runs trained as one pack (study.pack_size = 2), 60 epochs: slow
+    enough for its job to be cancelled midway; returns the runs' ids."""
     baseline_lr = tomli.loads((ROOT / "params.toml").read_text())["train"]["lr"]
     shrunk_params(tmp, subset=300, epochs=60, sweeps=1, grids=False, configs=False,
-                  sweeps__lr={"param": "train.lr", "values": [baseline_lr]},  # = the baseline
-                  optuna__enabled=False, final__enabled=False)
-    (run_id,) = Study.load(tmp / "params.toml", root=tmp).plan.run_ids()
-    return run_id
+                  sweeps__lr={"param": "train.lr", "values": [baseline_lr, baseline_lr / 2]},
+                  study__pack_size=2, optuna__enabled=False, final__enabled=False)
+    study = Study.load(tmp / "params.toml", root=tmp)
+    assert [p.run_ids for p in study.packs()] == [tuple(study.plan.run_ids())]
+    return sorted(study.plan.run_ids())
 
 
-def cancel_when_training(workdir: Path, run_id: str, proc: subprocess.Popen) -> str:
-    """scancel the train_run job of `run_id` once it runs and has saved a checkpoint."""
-    checkpoint = workdir / "results" / "runs" / run_id / "last.pt"
+def cancel_when_training(workdir: Path, rule: str, run_ids: list[str],
+                         proc: subprocess.Popen) -> str:
+    """scancel the job of `rule` once it runs and each of `run_ids` has saved a checkpoint."""
+    checkpoints = [workdir / "results" / "runs" / r / "last.pt" for r in run_ids]
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         queue = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%Z"],
                                capture_output=True, text=True, timeout=10).stdout
         running = [line.split("|")[0] for line in queue.splitlines()
-                   if line.endswith(f"|{workdir}") and f"_wildcards_{run_id}|" in line]
-        if running and checkpoint.exists():  # mid-training: at least one epoch saved
+                   if line.endswith(f"|{workdir}") and f"|rule_{rule}|" in line]
+        if running and all(c.exists() for c in checkpoints):  # mid-training: epochs saved
             subprocess.run(["scancel", running[0]], check=True, timeout=10)
             return running[0]
         time.sleep(0.2)
-    raise AssertionError(f"no running train_run job with a checkpoint to cancel; snakemake "
+    raise AssertionError(f"no running {rule} job with checkpoints to cancel; snakemake "
                          f"output:\n{(workdir / 'snakemake.out').read_text()[-3000:]}")
 
 
@@ -131,13 +133,13 @@ def cancel_when_training(workdir: Path, run_id: str, proc: subprocess.Popen) -> 
 def slurm_runs(slurm_cluster, tmp_path_factory):
     """Two studies submitted side by side (their jobs share the node, their status-check
     waits overlap): the shrunk study through every stage, one job asking for the fake
-    GPU; and the scancel drill, whose training job is cancelled while it runs."""
+    GPU; and the scancel drill, whose pack job (two runs) is cancelled while it runs."""
     study = tmp_path_factory.mktemp("slurm-study")
     # Two training runs (the baseline and one lr): one wave of jobs on the 2-core node.
     shrunk_params(study, subset=300, epochs=1, values=1, sweeps=1, grids=False, configs=False,
                   optuna__n_trials=2, optuna__n_workers=2, final__seeds=[0])
     drill = tmp_path_factory.mktemp("slurm-drill")
-    drill_run = drill_params(drill)
+    drill_runs = drill_params(drill)
     start = time.monotonic()
     main_proc = slurm_snakemake(
         study, "--default-resources", f"slurm_partition={PARTITION}", "runtime=10",
@@ -148,7 +150,7 @@ def slurm_runs(slurm_cluster, tmp_path_factory):
     # The drill keeps the profile's own resources and partition choice (the default one).
     drill_proc = slurm_snakemake(drill, limit=STUDY_LIMIT_S)
     try:
-        cancelled = cancel_when_training(drill, drill_run, drill_proc)
+        cancelled = cancel_when_training(drill, "train_pack_1", drill_runs, drill_proc)
         study_out = finish(main_proc, study, STUDY_LIMIT_S)
         drill_out = finish(drill_proc, drill, STUDY_LIMIT_S)
     finally:
@@ -158,7 +160,7 @@ def slurm_runs(slurm_cluster, tmp_path_factory):
                 proc.wait(timeout=30)
     print(f"SLURM study and drill: {time.monotonic() - start:.0f} s")
     return {"study": study, "study_out": study_out, "drill": drill, "drill_out": drill_out,
-            "drill_run": drill_run, "cancelled": cancelled}
+            "drill_runs": drill_runs, "cancelled": cancelled}
 
 
 @pytest.fixture(scope="module")
@@ -230,21 +232,24 @@ def test_same_runs_and_results_as_a_local_run(slurm_study, tmp_path):
                                    check_names=False, atol=1e-6)
 
 
-def test_scancelled_train_job_is_retried(slurm_runs):
-    """The profile's `retries` resubmits the cancelled job, the retry resumes from the
+def test_scancelled_pack_job_is_retried(slurm_runs):
+    """A pack is one SLURM job; the profile's `retries` resubmits it when cancelled, the
+    retry (which parses the Snakefile again on the node) resumes every member from its
     checkpoint, and the study completes."""
-    drill, run_id, job_id = slurm_runs["drill"], slurm_runs["drill_run"], slurm_runs["cancelled"]
+    drill, run_ids, job_id = slurm_runs["drill"], slurm_runs["drill_runs"], slurm_runs["cancelled"]
     assert f"SLURM-job '{job_id}' failed" in slurm_runs["drill_out"]
     jobs = sacct_jobs(drill)
-    train = jobs[jobs["rule"] == "train_run"]
-    assert train.loc[train["JobID"] == job_id, "State"].iloc[0].startswith("CANCELLED")
-    assert [state.split()[0] for state in train["State"]] == ["CANCELLED", "COMPLETED"], \
+    assert set(jobs["rule"]) == {"train_pack_1"}, jobs.to_string()  # no train_run job
+    assert jobs.loc[jobs["JobID"] == job_id, "State"].iloc[0].startswith("CANCELLED")
+    assert [state.split()[0] for state in jobs["State"]] == ["CANCELLED", "COMPLETED"], \
         jobs.to_string()
     table = summary(drill)
     assert set(table["status"]) == {"ok"}
-    assert set(table["run_id"]) == {run_id}  # baseline and its sweep value are one run
-    metrics = json.loads((drill / "results" / "runs" / run_id / "metrics.json").read_text())
-    assert metrics["provenance"]["resumed"] is True
-    assert metrics["epochs_run"] == 60
+    assert sorted(table["run_id"]) == run_ids
+    for run_id in run_ids:
+        metrics = json.loads((drill / "results" / "runs" / run_id / "metrics.json").read_text())
+        assert metrics["provenance"]["resumed"] is True, run_id
+        assert metrics["epochs_run"] == 60, run_id
     # The cancelled job's SLURM log is kept, under results/logs.
-    assert list((drill / "results" / "logs" / "slurm").rglob(f"rule_train_run/*/{job_id}.log"))
+    kept = (drill / "results" / "logs" / "slurm").rglob(f"{job_id}.log")
+    assert [p for p in kept if "rule_train_pack_1" in p.parts]

@@ -5,7 +5,12 @@
 
 from hpsweep.core import layout as _layout
 from hpsweep.core.params_deps import SnakemakeStamps
-from hpsweep.ops.jobs import freeze_plan, load_study_or_exit, training_job_threads
+from hpsweep.ops.jobs import (
+    freeze_plan,
+    load_study_or_exit,
+    settings_set_for,
+    training_job_threads,
+)
 
 # A budgeted study (study.budget > 0) trains what its frozen plan says; without a current
 # plan, loading plans it, and a real run freezes it before any job starts.
@@ -27,11 +32,13 @@ TRAIN_JOB_THREADS = training_job_threads(workflow)
 # A training job claims `--resources gpu` only where it will train on a GPU.
 TRAIN_GPU = 1 if STUDY.uses_gpu else 0
 
-# Packs (study.pack_size > 1, hpsweep.core.packs) train where Snakemake runs its jobs on
-# this machine. Not through a cluster executor: each job there parses the Snakefile again
-# on its node, and after a kill the pack's runs still to train may differ between the
-# two parses; there every run is a job of its own.
-PACKING = bool(workflow.local_exec and not workflow.remote_exec)
+
+def training_job_settings(rule):
+    """(threads, resources) of a training rule, and of the pack rules standing in for it:
+    the `--set-threads` and `--set-resources` given for ``rule`` reach its packs too."""
+    threads, resources = settings_set_for(workflow, rule)
+    return threads or TRAIN_JOB_THREADS, {"gpu": TRAIN_GPU, **resources}
+
 
 # Targets of `rule all`; [] for a stage its params switch off.
 OPTUNA_OUTPUTS = TUNER.collect_outputs() if STUDY.params.optuna.enabled else []

@@ -29,7 +29,7 @@ for _kind, _dir_of, _log in (("final", _layout.seed_dir, "seed"),
     _pack = _packs.seed_pack(STUDY.params, lambda s: Path(_metrics(s)).exists())
     _SEED_RULES.append((f"{_kind}_run", _kind, _metrics("{seed}"),
                         PATHS.logs / "final" / f"{_log}_{{seed}}.log", {"seed": r"\d+"}))
-    if _pack and PACKING:
+    if _pack:
         _SEED_RULES.append((f"{_kind}_pack", _kind, [_metrics(s) for s in _pack],
                             PATHS.logs / "final" / f"{_log}_pack.log", {}))
 
@@ -48,9 +48,9 @@ for _name, _kind, _output, _log, _constraints in _SEED_RULES:
             str(_log),
         wildcard_constraints:
             **_constraints,
-        threads: TRAIN_JOB_THREADS
+        threads: training_job_settings(f"{_kind}_run")[0]
         resources:
-            gpu=TRAIN_GPU,
+            **training_job_settings(f"{_kind}_run")[1],
         conda:
             "../envs/hpsweep.yaml"
         script:

@@ -10,9 +10,9 @@ packable runs), never from what is left to train, so the same params give the sa
 packs and pack numbers. A pack's rule then names only its members without a
 metrics.json (Snakemake deletes a job's outputs before it runs it): a pack whose job was
 killed after some members finished trains the rest, and a pack with one run left leaves
-it to train_run. The Snakefile uses packs only where it runs the jobs itself (not
-through a cluster executor, whose jobs parse the Snakefile again on their node, where
-after a kill the members left could differ).
+it to train_run. Under a cluster executor (SLURM) each job parses the Snakefile again on
+its node and finds the same members as the submitting parse: nothing else writes their
+outputs, and Snakemake removes a failed job's outputs before it submits the retry.
 
 The final seeds (one configuration, K seeds) are one pack too, and so are the baseline
 control's, where study.pack_size holds every seed (seed_pack): rules final_pack and

@@ -122,6 +122,26 @@ def training_job_threads(workflow) -> int:
     return training_threads_for(workflow_cores(workflow), bool(workflow.local_exec))
 
 
+def settings_set_for(workflow, rule: str) -> tuple[int | None, dict]:
+    """What `--set-threads RULE=N` and `--set-resources RULE:KEY=VALUE` of the running
+    Snakemake set for ``rule``: (threads or None, {resource: value}). Snakemake applies
+    them by rule name; a pack rule (train_pack_<n>, final_pack, control_pack) takes those
+    of the rule it stands in for, so the user's settings for train_run reach its packs.
+    A callable setting (from a profile written in Python) is left to the named rule."""
+    settings = workflow.resource_settings
+    threads = settings.overwrite_threads.get(rule)
+    if threads is not None and not isinstance(threads, int):  # a parsed Resource
+        threads = None if threads.is_evaluable() else threads.value
+    resources = {}
+    for name, value in settings.overwrite_resources.get(rule, {}).items():
+        if hasattr(value, "is_evaluable"):
+            if value.is_evaluable():
+                continue
+            value = value.value
+        resources[name] = value
+    return threads, resources
+
+
 def training_threads_for(cores: int | None, local: bool, cpus: int | None = None) -> int:
     """Threads a training job reserves from Snakemake's `--cores`.
 
