@@ -107,7 +107,7 @@ def drill_params(tmp: Path) -> list[str]:
                   sweeps__lr={"param": "train.lr", "values": [baseline_lr, baseline_lr / 2]},
                   study__pack_size=2, optuna__enabled=False, final__enabled=False)
     study = Study.load(tmp / "params.toml", root=tmp)
-    assert [p.run_ids for p in study.packs()] == [tuple(study.plan.run_ids())]
+    assert [p.run_ids for p in study.packs] == [tuple(sorted(study.plan.run_ids()))]
     return sorted(study.plan.run_ids())
 
 
@@ -245,7 +245,7 @@ def test_scancelled_pack_job_is_retried(slurm_runs):
         jobs.to_string()
     table = summary(drill)
     assert set(table["status"]) == {"ok"}
-    assert sorted(table["run_id"]) == run_ids
+    assert set(table["run_id"]) == set(run_ids)
     for run_id in run_ids:
         metrics = json.loads((drill / "results" / "runs" / run_id / "metrics.json").read_text())
         assert metrics["provenance"]["resumed"] is True, run_id
