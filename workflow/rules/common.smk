@@ -8,7 +8,7 @@ from hpsweep.core.params_deps import SnakemakeStamps
 from hpsweep.ops.jobs import (
     freeze_plan,
     load_study_or_exit,
-    settings_set_for,
+    training_job_settings,
     training_job_threads,
 )
 
@@ -31,14 +31,9 @@ PARAMS_STAMP = SnakemakeStamps(STUDY.params, PATHS.results_dir, workflow)
 TRAIN_JOB_THREADS = training_job_threads(workflow)
 # A training job claims `--resources gpu` only where it will train on a GPU.
 TRAIN_GPU = 1 if STUDY.uses_gpu else 0
-
-
-def training_job_settings(rule):
-    """(threads, resources) of a training rule, and of the pack rules standing in for it:
-    the `--set-threads` and `--set-resources` given for ``rule`` reach its packs too."""
-    threads, resources = settings_set_for(workflow, rule)
-    return threads or TRAIN_JOB_THREADS, {"gpu": TRAIN_GPU, **resources}
-
+# rule -> (threads, resources) of train_run, final_run, control_run and of the pack rules
+# standing in for them: the user's --set-threads/--set-resources for a rule reach its packs.
+TRAINING_JOB_SETTINGS = training_job_settings(workflow, TRAIN_JOB_THREADS, TRAIN_GPU)
 
 # Targets of `rule all`; [] for a stage its params switch off.
 OPTUNA_OUTPUTS = TUNER.collect_outputs() if STUDY.params.optuna.enabled else []

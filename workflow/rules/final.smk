@@ -48,9 +48,9 @@ for _name, _kind, _output, _log, _constraints in _SEED_RULES:
             str(_log),
         wildcard_constraints:
             **_constraints,
-        threads: training_job_settings(f"{_kind}_run")[0]
+        threads: TRAINING_JOB_SETTINGS[f"{_kind}_run"][0]
         resources:
-            **training_job_settings(f"{_kind}_run")[1],
+            **TRAINING_JOB_SETTINGS[f"{_kind}_run"][1],
         conda:
             "../envs/hpsweep.yaml"
         script:

@@ -17,7 +17,7 @@
 # Both kinds are defined by this one loop, so their input, params, environment and code
 # (the source text of the script line, which Snakemake's "code" trigger compares) are
 # equal: a run made by either rule is up to date for the other.
-_TRAIN_THREADS, _TRAIN_RESOURCES = training_job_settings("train_run")
+_TRAIN_THREADS, _TRAIN_RESOURCES = TRAINING_JOB_SETTINGS["train_run"]
 _TRAIN_RULES = [
     ("train_run", str(PATHS.run_dir("{run}") / "metrics.json"),
      str(PATHS.train_log("{run}")), {"run": "[0-9a-f]{12}"}),

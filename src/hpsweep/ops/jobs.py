@@ -122,24 +122,32 @@ def training_job_threads(workflow) -> int:
     return training_threads_for(workflow_cores(workflow), bool(workflow.local_exec))
 
 
-def settings_set_for(workflow, rule: str) -> tuple[int | None, dict]:
-    """What `--set-threads RULE=N` and `--set-resources RULE:KEY=VALUE` of the running
-    Snakemake set for ``rule``: (threads or None, {resource: value}). Snakemake applies
-    them by rule name; a pack rule (train_pack_<n>, final_pack, control_pack) takes those
-    of the rule it stands in for, so the user's settings for train_run reach its packs.
-    A callable setting (from a profile written in Python) is left to the named rule."""
+# The rules that train, each with the pack rules that stand in for it (core.packs).
+TRAINING_RULES = ("train_run", "final_run", "control_run")
+
+
+def training_job_settings(workflow, threads: int, gpu: int) -> dict[str, tuple[int, dict]]:
+    """{rule: (threads, resources)} for each of TRAINING_RULES and the pack rules standing
+    in for it: ``threads`` and ``gpu``, or what `--set-threads RULE=N` and `--set-resources
+    RULE:KEY=VALUE` of the running Snakemake set for the rule. Snakemake applies those by
+    rule name only; this way the user's settings for train_run also reach train_pack_<n>
+    (final_run's final_pack, control_run's control_pack). A callable setting (a profile
+    written in Python) is left to the named rule."""
     settings = workflow.resource_settings
-    threads = settings.overwrite_threads.get(rule)
-    if threads is not None and not isinstance(threads, int):  # a parsed Resource
-        threads = None if threads.is_evaluable() else threads.value
-    resources = {}
-    for name, value in settings.overwrite_resources.get(rule, {}).items():
-        if hasattr(value, "is_evaluable"):
-            if value.is_evaluable():
-                continue
-            value = value.value
-        resources[name] = value
-    return threads, resources
+    out = {}
+    for rule in TRAINING_RULES:
+        n = settings.overwrite_threads.get(rule)
+        if n is not None and not isinstance(n, int):  # a parsed Resource
+            n = None if n.is_evaluable() else n.value
+        resources = {"gpu": gpu}
+        for name, value in settings.overwrite_resources.get(rule, {}).items():
+            if hasattr(value, "is_evaluable"):  # a parsed Resource
+                if value.is_evaluable():
+                    continue
+                value = value.value
+            resources[name] = value
+        out[rule] = (n or threads, resources)
+    return out
 
 
 def training_threads_for(cores: int | None, local: bool, cpus: int | None = None) -> int:
