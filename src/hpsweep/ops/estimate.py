@@ -14,7 +14,9 @@ space (seeded, through the trials' own sampling path), pruning included: the
 promoted trials and those before the pruner's start-up run their full length, later
 ones PRUNED_LENGTH of it (see there). The final retrain is priced with Optuna's best
 configuration once it exists, before that as the costliest draw; the control
-(final.control, its own stage) as the baseline at the same epochs. Not counted: data
+(final.control, its own stage) as the baseline at the same epochs. With study.pack_size
+> 1, a pack (core.packs) is one job, one start-up, whose members are priced at a
+calibration of a pack of that many (calibrate's ``members``). Not counted: data
 download and set-up.
 """
 
@@ -34,6 +36,7 @@ from typing import Any
 
 from hpsweep.core.atomic import write_json
 from hpsweep.core.layout import STAGES, OptunaLayout
+from hpsweep.core.packs import pending_packs, seed_pack
 from hpsweep.core.plan import make_run
 from hpsweep.core.study import Study
 from hpsweep.ops.jobs import TRAIN_THREADS, torch_threads
@@ -87,17 +90,21 @@ def _shape(run_cfg: dict[str, Any], device: str, threads: int) -> dict[str, Any]
 
 
 def calibrate(run_cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
-              cache_dir: Path) -> Cost:
-    """The shape's Cost on this machine: cached, else measured with the real trainer."""
+              cache_dir: Path, members: int = 1) -> Cost:
+    """The shape's Cost on this machine: cached, else measured with the real trainer;
+    with ``members`` > 1, a member's in a pack of that many (study.pack_size), trained by
+    the pack trainer: seconds per member-sample, which a GPU makes far smaller than alone
+    and this CPU about equal (README: `hpsweep bench --pack`)."""
     import torch
 
     from hpsweep.data.prepared import PreparedData
     from hpsweep.training.device import device_name, resolve_device
-    from hpsweep.training.engine import train_run
 
     device = resolve_device(run_cfg.get("device", "auto"))
     threads = torch_threads(TRAIN_THREADS)
     shape = _shape(run_cfg, device_name(device), threads)
+    if members > 1:  # alone, the key (and the cache files) stay as they were
+        shape["members"] = members
     key = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir / f"{key}.json"
     if path.is_file():
@@ -119,15 +126,31 @@ def calibrate(run_cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes
     before = torch.get_num_threads()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            metrics = train_run(cfg, data, Path(tmp), seed=0, threads=threads, progress=False)
+            metrics = _train_timed(cfg, data, Path(tmp), threads, members)
     finally:
         torch.set_num_threads(before)
-    last = metrics["history"][-1]  # the first epoch warms up caches and kernels
+    # The first epoch warms up caches and kernels. A pack member's train_s is its equal
+    # share of the pack's training seconds.
+    last = metrics["history"][-1]
     cost = Cost(last["train_s"] / len(tensors["y_train"]),
                 max(0.0, last["epoch_s"] - last["train_s"]) / CALIBRATION_VAL)
     write_json(path, {"shape": shape, "train_s_per_sample": cost.train_s,
                       "eval_s_per_sample": cost.eval_s})
     return cost
+
+
+def _train_timed(cfg: dict[str, Any], data, out: Path, threads: int, members: int
+                 ) -> dict[str, Any]:
+    """The metrics of ``cfg`` trained alone, or of the first member of a pack of
+    ``members`` copies of it (seeds 0, 1, ...)."""
+    if members == 1:
+        from hpsweep.training.engine import train_run
+
+        return train_run(cfg, data, out, seed=0, threads=threads, progress=False)
+    from hpsweep.training.pack_trainer import PackMember, train_pack
+
+    return train_pack([PackMember(cfg, i, out / str(i)) for i in range(members)], data,
+                      threads=threads, progress=False)[0]
 
 
 # What a job imports before its work: a training job (torch) and a light one (an
@@ -201,8 +224,11 @@ class _Inputs:
     cost_of: Callable[..., Cost] = calibrate
 
     def seconds(self, cfg: dict[str, Any], epochs: int, n_train: int, n_val: int,
-                n_test: int = 0) -> float:
-        cost = self.cost_of(cfg, self.shape, self.num_classes, self.cache)
+                n_test: int = 0, members: int = 1) -> float:
+        """Seconds of one run of ``cfg``; with ``members`` > 1, of one member of a pack of
+        that many (the pack's job takes the sum over its members)."""
+        more = {"members": members} if members > 1 else {}
+        cost = self.cost_of(cfg, self.shape, self.num_classes, self.cache, **more)
         return _run_seconds(cost, epochs, n_train, n_val, n_test)
 
 
@@ -261,22 +287,29 @@ def report_stage(x: _Inputs) -> StageEstimate:
 
 
 def sweeps_stage(x: _Inputs) -> StageEstimate:
+    """Every run of the plan: alone, or as a member of its pack (study.pack_size), whose
+    job trains its members together and pays one start-up."""
     study, counts = x.study, x.counts
-    runs = list(study.plan.runs.values())
-    job_s, done, epochs = 0.0, 0, set()
-    for spec in runs:
-        t = spec.config["train"]
-        epochs.add(t["epochs"])
-        m = None if x.fresh else read_metrics(study.paths.run_dir(spec.run_id))
-        if m is not None:
-            done += 1
+    runs = study.plan.runs
+    job_s, left, epochs = 0.0, set(), set()
+    for run_id, spec in runs.items():
+        epochs.add(spec.config["train"]["epochs"])
+        m = None if x.fresh else read_metrics(study.paths.run_dir(run_id))
+        if m is None:
+            left.add(run_id)
+        else:
             job_s += m.get("total_time_s") or 0.0
-            continue
-        job_s += x.seconds(spec.config, t["epochs"], counts["train"], counts["val"])
-    # a train and an extract job per run left, then summarize and summary_tables
-    job_s += (len(runs) - done + 2) * x.startup + (len(runs) - done) * x.light
+    packs = pending_packs(study.packs, lambda r: r not in left)  # what train_pack_<n> trains
+    size = {r: len(p.run_ids) for p in packs for r in p.run_ids}
+    for run_id in left:
+        cfg = runs[run_id].config
+        job_s += x.seconds(cfg, cfg["train"]["epochs"], counts["train"], counts["val"],
+                           members=size.get(run_id, 1))
+    jobs = len(packs) + len(left) - len(size)
+    # a train job per pack or run left, an extract job per run, summarize, summary_tables
+    job_s += (jobs + 2) * x.startup + len(left) * x.light
     return StageEstimate(STAGES["sweeps"], len(runs), _span(epochs),
-                         counts["train"], job_s / 60, len(runs) - done, done)
+                         counts["train"], job_s / 60, jobs, len(runs) - len(left))
 
 
 def trial_seconds(x: _Inputs) -> float:
@@ -347,10 +380,23 @@ def final_runs(x: _Inputs) -> _FinalRuns:
                       counts["train"] + (counts["val"] if f.train_on_val else 0))
 
 
+def _seed_pack(x: _Inputs) -> int:
+    """Members of the final seeds' pack (and the control's): all final.seeds where
+    study.pack_size holds them (core.packs.seed_pack), else 1 (a job per seed)."""
+    return len(seed_pack(x.study.params, lambda s: False)) or 1
+
+
 def _seed_jobs(x: _Inputs) -> int:
     """Final and control jobs: they run side by side."""
     f = x.study.params.final
-    return len(f.seeds) * (2 if f.control else 1)
+    per_stage = 1 if _seed_pack(x) > 1 else len(f.seeds)
+    return per_stage * (2 if f.control else 1)
+
+
+def _seeds_s(x: _Inputs, seed_s: float) -> float:
+    """The seconds of a stage's seed jobs, start-ups included, from one seed's training."""
+    seeds, k = len(x.study.params.final.seeds), _seed_pack(x)
+    return seeds * seed_s + (1 if k > 1 else seeds) * x.startup
 
 
 def final_stage(x: _Inputs, runs: _FinalRuns | None = None) -> StageEstimate:
@@ -361,11 +407,10 @@ def final_stage(x: _Inputs, runs: _FinalRuns | None = None) -> StageEstimate:
     overruns the budget."""
     f, counts = x.study.params.final, x.counts
     runs = runs or final_runs(x)
-    seed_s = max(x.seconds(c, e, runs.n_train, counts["val"], counts["test"])
-                 for c, e in runs.candidates)
+    seed_s = max(x.seconds(c, e, runs.n_train, counts["val"], counts["test"],
+                           members=_seed_pack(x)) for c, e in runs.candidates)
     return StageEstimate(STAGES["final"], len(f.seeds), _span(runs.epochs), runs.n_train,
-                         (len(f.seeds) * (seed_s + x.startup) + x.startup) / 60,
-                         _seed_jobs(x))
+                         (_seeds_s(x, seed_s) + x.startup) / 60, _seed_jobs(x))
 
 
 def control_stage(x: _Inputs, runs: _FinalRuns | None = None) -> StageEstimate:
@@ -374,9 +419,10 @@ def control_stage(x: _Inputs, runs: _FinalRuns | None = None) -> StageEstimate:
     final stage."""
     f, counts = x.study.params.final, x.counts
     runs = runs or final_runs(x)
-    seed_s = x.seconds(x.base, max(runs.epochs), runs.n_train, counts["val"], counts["test"])
+    seed_s = x.seconds(x.base, max(runs.epochs), runs.n_train, counts["val"], counts["test"],
+                       members=_seed_pack(x))
     return StageEstimate(STAGES["control"], len(f.seeds), _span(runs.epochs), runs.n_train,
-                         len(f.seeds) * (seed_s + x.startup) / 60, _seed_jobs(x))
+                         _seeds_s(x, seed_s) / 60, _seed_jobs(x))
 
 
 def _span(values: set[int]) -> str:

@@ -103,6 +103,66 @@ def test_trials_are_priced_over_the_space_and_the_final_by_the_chosen_config(stu
     assert after.job_min > before.job_min  # Optuna chose: the final stage prices its choice
 
 
+def per_member(speedup: float):
+    """A fake calibration: every shape costs the same alone, and a pack member
+    ``speedup`` times less (a GPU's packs; about 1 on this CPU)."""
+    def cost_of(cfg, shape, num_classes, cache, members=1):
+        return est.Cost(1e-3 / (speedup if members > 1 else 1.0), 1e-4)
+    return cost_of
+
+
+def test_a_pack_is_priced_as_one_job_of_its_members_at_the_pack_calibration(tmp_path):
+    """study.pack_size: a pack's job pays one start-up and trains its members at the
+    packed rate; the final seeds and the control's are one job each."""
+    sweeps = {"lr": {"param": "train.lr", "values": [0.01, 0.03, 0.1]}}
+    alone = with_manifest(make_study(tmp_path / "alone", sweeps=sweeps))
+    packed = with_manifest(make_study(tmp_path / "packed", sweeps=sweeps,
+                                      study={"pack_size": 4}))
+    assert packed.packs and alone.plan.runs.keys() == packed.plan.runs.keys()
+    x = est.study_inputs(packed, cost_of=per_member(4.0))
+    p = {s.stage: s for s in est.estimate(packed, x)}
+    xa = est.study_inputs(alone, cost_of=per_member(4.0))
+    xa.startup, xa.light = x.startup, x.light  # each study measured its own start-ups
+    a = {s.stage: s for s in est.estimate(alone, xa)}
+    in_packs = sum(len(k.run_ids) for k in packed.packs)
+    runs = len(packed.plan.runs)
+    assert p["sweeps, grids, configs"].jobs == len(packed.packs) + runs - in_packs
+    counts = x.counts
+    train_s = {r: x.seconds(spec.config, spec.config["train"]["epochs"], counts["train"],
+                            counts["val"]) for r, spec in packed.plan.runs.items()}
+    packed_s = {r: x.seconds(packed.plan.runs[r].config, packed.plan.runs[r].config["train"]
+                             ["epochs"], counts["train"], counts["val"], members=2)
+                for r in train_s}
+    saved = sum(train_s[r] - packed_s[r] for k in packed.packs for r in k.run_ids)
+    fewer_startups = (in_packs - len(packed.packs)) * x.startup
+    assert (a["sweeps, grids, configs"].job_min - p["sweeps, grids, configs"].job_min
+            == pytest.approx((saved + fewer_startups) / 60))
+    seeds = len(packed.params.final.seeds)
+    assert p["final"].jobs == 2 and a["final"].jobs == 2 * seeds
+    final = est.final_runs(x)
+    cfg, epochs = final.candidates[0]  # the fake prices every candidate alike
+    assert {e for _, e in final.candidates} == {epochs}
+    seed_s = {k: x.seconds(cfg, epochs, final.n_train, counts["val"], counts["test"],
+                           members=k) for k in (1, seeds)}
+    assert p["final"].job_min == pytest.approx(  # one pack job, then final_summary
+        (seeds * seed_s[seeds] + 2 * x.startup) / 60)
+    assert a["final"].job_min == pytest.approx((seeds * (seed_s[1] + x.startup) + x.startup) / 60)
+
+
+def test_a_pack_is_calibrated_with_the_pack_trainer_and_cached_apart(study, monkeypatch):
+    x = est.study_inputs(study)
+    alone = est.calibrate(x.base, x.shape, x.num_classes, x.cache)
+    packed = est.calibrate(x.base, x.shape, x.num_classes, x.cache, members=2)
+    assert alone.train_s > 0 and packed.train_s > 0
+    assert len([p for p in x.cache.glob("*.json") if not p.name.startswith("job_startup")]) == 2
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("calibrated twice")
+
+    monkeypatch.setattr("hpsweep.training.pack_trainer.train_pack", no_training)
+    assert est.calibrate(x.base, x.shape, x.num_classes, x.cache, members=2) == packed
+
+
 def test_wall_time_divides_by_the_jobs_that_run_at_once():
     s = est.StageEstimate("sweeps", runs=8, epochs="2", samples=100, job_min=8.0, jobs=8)
     assert s.wall_min(1) == 8.0 and s.wall_min(4) == 2.0 and s.wall_min(16) == 1.0
