@@ -320,7 +320,9 @@ def test_two_snakemakes_at_once_one_refuses(drill):
         first.send_signal(signal.SIGCONT)
     outs = [first.communicate(timeout=300)[0], second.stdout]
     codes = [first.returncode, second.returncode]
-    assert codes[0] == 0 and codes[1] != 0, outs
+    # the whole output of the one that failed (an assertion's repr would cut it short)
+    assert codes[0] == 0, f"the first snakemake exited {codes[0]}:\n{outs[0][-6000:]}"
+    assert codes[1] != 0, f"the second was not refused:\n{outs[1][-6000:]}"
     refused = outs[1]
     assert "Directory cannot be locked" in refused and "--unlock" in refused
     assert "Traceback" not in refused
