@@ -136,18 +136,20 @@ def training_job_settings(workflow, threads: int, gpu: int) -> dict[str, tuple[i
     settings = workflow.resource_settings
     out = {}
     for rule in TRAINING_RULES:
-        n = settings.overwrite_threads.get(rule)
-        if n is not None and not isinstance(n, int):  # a parsed Resource
-            n = None if n.is_evaluable() else n.value
-        resources = {"gpu": gpu}
-        for name, value in settings.overwrite_resources.get(rule, {}).items():
-            if hasattr(value, "is_evaluable"):  # a parsed Resource
-                if value.is_evaluable():
-                    continue
-                value = value.value
-            resources[name] = value
-        out[rule] = (n or threads, resources)
+        n = _set_value(settings.overwrite_threads.get(rule))
+        given = {name: _set_value(v) for name, v in
+                 settings.overwrite_resources.get(rule, {}).items()}
+        out[rule] = (n or threads,
+                     {"gpu": gpu, **{k: v for k, v in given.items() if v is not None}})
     return out
+
+
+def _set_value(value):
+    """A --set-threads/--set-resources value as Snakemake holds it (a plain value, or a
+    parsed Resource): the plain value, or None for a callable one (or none given)."""
+    if hasattr(value, "is_evaluable"):  # a parsed Resource
+        return None if value.is_evaluable() else value.value
+    return value
 
 
 def training_threads_for(cores: int | None, local: bool, cpus: int | None = None) -> int:
