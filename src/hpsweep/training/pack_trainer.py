@@ -15,8 +15,8 @@ uses) and its schedule. So each member is a whole run: its own run directory wit
 today's files (metrics.json, best.pt, last.pt, confusion.csv, tb/), its own random
 streams (its generator state is swapped in for its draws, so it draws the
 initialisation, shuffles, augmentations and dropout masks it would draw alone), its own
-stops (divergence, early stop) and checkpoints: a killed pack resumes every member from
-its last.pt, and a member may resume alone or in a pack.
+stops (divergence, early stop, its Optuna trial's pruning) and checkpoints: a killed
+pack resumes every member from its last.pt, and a member may resume alone or in a pack.
 
 What differs from training alone is the matmul kernel (bmm instead of mm), whose float
 rounding may differ in the last bits; tests/unit/training/test_pack_trainer.py states and
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,11 +58,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class PackMember:
-    """One run of a pack: what train_run would get."""
+    """One run of a pack: what train_run would get (``on_epoch`` as train_run's: an
+    Optuna trial's report, whose Pruned stops this member alone)."""
 
     run_cfg: dict[str, Any]
     seed: int
     out_dir: Path
+    on_epoch: Callable[[int, float], None] | None = None
 
 
 def check_packable(members: Sequence[PackMember]) -> None:
@@ -97,6 +99,7 @@ class _Member:
     resumed: bool
     rng: dict[str, Any]
     tb: TBLog
+    on_epoch: Callable[[int, float], None] | None = None
     diverged_at: dict[str, int] | None = None
     linears: list[nn.Linear] = field(default_factory=list)
     segments: list[list[nn.Module]] = field(default_factory=list)
@@ -286,7 +289,7 @@ def _start(members: Sequence[PackMember], data: PreparedData, *, evaluate_test: 
             dd = run.dd
             state, best_model, resumed = run.resume_or_start()
             live.append(_Member(i, run, state, best_model, resumed, capture_rng(run.device),
-                                TBLog(run.out_dir / "tb")))
+                                TBLog(run.out_dir / "tb"), pm.on_epoch))
             live[-1].linears, live[-1].segments = _split_at_linears(run.model)
     except BaseException:
         for m in live:
@@ -342,7 +345,7 @@ def train_pack(members: Sequence[PackMember], data: PreparedData, *,
                     continue
                 with _own_rng(m):  # last.pt keeps the member's own stream
                     m.best_model, _ = close_epoch(
-                        m.run, m.state, ep, m.best_model, m.tb, None,
+                        m.run, m.state, ep, m.best_model, m.tb, m.on_epoch,
                         lambda m=m, ep=ep: m.state.elapsed_s + time.perf_counter() - ep.started)
             for m in group:  # a stopped member is complete at once, whatever comes after
                 if not still_training(m.run, m.state):

@@ -66,3 +66,12 @@ def admitted(ostudy: optuna.Study, number: int, n_trials: int) -> bool:
         elif t.number < number:
             ahead += 1
     return finished + ahead < n_trials
+
+
+def failed_elsewhere(ostudy: optuna.Study, number: int | None) -> bool:
+    """Trial ``number`` was failed by someone else (its state read back from storage): a
+    worker that missed heartbeats finds its trial failed as stale and re-queued."""
+    if number is None:
+        return False
+    trial = ostudy.get_trials(deepcopy=False)[number]
+    return trial.number == number and trial.state == TrialState.FAIL

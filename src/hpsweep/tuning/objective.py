@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,14 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         self.last_number, self.last_surplus, self.last_invalid = trial.number, False, False
-        spec, run_dir = self._start(trial)
-        value, metrics = self._train_folds(trial, spec, run_dir)
+        spec, run_dir = self.start(trial)
+        value, metrics = self.train_folds(trial, spec, run_dir)
         trial.set_user_attr("val_acc", value)
         if self.tuner.multi_objective:
             return value, float(metrics.get("n_params") or 0)
         return value
 
-    def _start(self, trial: optuna.Trial):
+    def start(self, trial: optuna.Trial):
         """Admit the trial, sample its run config, write its config.json: (spec, run_dir)."""
         tuner, params = self.tuner, self.tuner.params
         # First, so every trial this worker asked for says so, surplus and invalid ones too.
@@ -83,12 +84,40 @@ class Objective:
             "code_version": code_version(), **spec.config}, indent=2, sort_keys=True))
         return spec, run_dir
 
-    def _train_folds(self, trial: optuna.Trial, spec, run_dir: Path
+    def reporter(self, trial: optuna.Trial, fold: int, epochs: int
+                 ) -> Callable[[int, float], None]:
+        """The trainer's on_epoch for ``trial``'s fold: report to the pruner, and raise
+        Pruned when it says so."""
+        from hpsweep.training.engine import Pruned
+
+        params = self.tuner.params
+        silent = params.optuna.pruner == "wilcoxon" or self.tuner.multi_objective
+
+        def on_epoch(epoch: int, val_acc: float) -> None:
+            if silent or not math.isfinite(val_acc):
+                return
+            trial.report(val_acc, fold * epochs + epoch)
+            if trial.should_prune():
+                raise Pruned(f"trial {trial.number}, epoch {epoch}")
+
+        return on_epoch
+
+    @staticmethod
+    def record(trial: optuna.Trial, metrics: dict[str, Any], fold: int = 0) -> float:
+        """A trained fold's outcome on its trial: its validation accuracy (0 where not
+        finite); optuna.TrialPruned where the pruner stopped it."""
+        trial.set_user_attr("status", metrics["status"])
+        trial.set_user_attr("n_params", metrics.get("n_params"))
+        trial.set_user_attr("epochs_run", metrics.get("epochs_run"))
+        if metrics["status"] == "pruned":
+            raise optuna.TrialPruned(f"fold {fold}, epoch {metrics.get('epochs_run')}")
+        acc = metrics.get("best_val_acc")
+        return float(acc) if acc is not None and math.isfinite(acc) else 0.0
+
+    def train_folds(self, trial: optuna.Trial, spec, run_dir: Path
                      ) -> tuple[float, dict[str, Any]]:
         """Train the trial (once, or once per CV fold), reporting to the pruner: (mean
         validation accuracy, the last fold's metrics)."""
-        from hpsweep.training.engine import Pruned
-
         params = self.tuner.params
         k = params.optuna.cv_folds
         epochs = spec.config["train"]["epochs"]
@@ -97,25 +126,13 @@ class Objective:
         accs: list[float] = []
         metrics: dict[str, Any] = {}
         for fold in range(max(1, k)):
-            def on_epoch(epoch: int, val_acc: float, fold: int = fold) -> None:
-                if not report or wilcoxon or not math.isfinite(val_acc):
-                    return
-                trial.report(val_acc, fold * epochs + epoch)
-                if trial.should_prune():
-                    raise Pruned(f"trial {trial.number}, epoch {epoch}")
-
             data = self.data if k == 0 else fold_data(self.data, k, fold,
                                                       params.data.split_seed)
             out = run_dir if k == 0 else run_dir / f"fold_{fold}"
             metrics = _train(spec.config, data, out, seed=spec.seed, threads=self.threads,
-                             on_epoch=on_epoch, progress=self.progress)
-            trial.set_user_attr("status", metrics["status"])
-            trial.set_user_attr("n_params", metrics.get("n_params"))
-            trial.set_user_attr("epochs_run", metrics.get("epochs_run"))
-            if metrics["status"] == "pruned":
-                raise optuna.TrialPruned(f"fold {fold}, epoch {metrics.get('epochs_run')}")
-            acc = metrics.get("best_val_acc")
-            accs.append(float(acc) if acc is not None and math.isfinite(acc) else 0.0)
+                             on_epoch=self.reporter(trial, fold, epochs),
+                             progress=self.progress)
+            accs.append(self.record(trial, metrics, fold))
             if k:
                 trial.set_user_attr("fold_val_acc", accs)
             if wilcoxon and report:

@@ -1,5 +1,6 @@
 """The tuning jobs that train: optuna_setup (create the study, warm start) and
-optuna_worker (train trials until the study has optuna.n_trials finished ones)."""
+optuna_worker (train trials until the study has optuna.n_trials finished ones; the
+promoted ones in packs where study.pack_size allows: tuning.trial_pack)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from hpsweep.core.atomic import write_text
 from hpsweep.core.schema import ParamsError
 from hpsweep.core.study import Study
 from hpsweep.data.prepared import load_prepared
-from hpsweep.tuning.counting import trial_counts
+from hpsweep.tuning.counting import failed_elsewhere, trial_counts
 from hpsweep.tuning.objective import Objective, _Invalid, _Surplus
 from hpsweep.tuning.promotion import promote
 from hpsweep.tuning.storage import has_heartbeat, open_storage
+from hpsweep.tuning.trial_pack import packed_in_line, train_promoted_pack
 from hpsweep.tuning.tuner import Tuner
 from hpsweep.tuning.warmstart import add_warm_start
 
@@ -66,14 +67,6 @@ def _worker_seed(base: int, worker: int, n_existing: int) -> int:
     return int.from_bytes(h[:4], "little")
 
 
-def _failed_elsewhere(ostudy: optuna.Study, number: int | None) -> bool:
-    """Trial ``number`` was failed by someone else (its state read back from storage)."""
-    if number is None:
-        return False
-    trial = ostudy.get_trials(deepcopy=False)[number]
-    return trial.number == number and trial.state == TrialState.FAIL
-
-
 class _Worker:
     """One worker's loop, step by step: what to do next (stop, wait, train a trial) and
     what one trial's outcome means for the loop."""
@@ -84,7 +77,7 @@ class _Worker:
         self.tuner = tuner = Tuner(study)
         tuner.validate()
         self.n_trials = study.params.optuna.n_trials
-        storage = open_storage(tuner.url)
+        self.storage = storage = open_storage(tuner.url)
         self.ostudy = tuner.open(storage=storage)
         self.ostudy.sampler = tuner.sampler(_worker_seed(
             study.params.optuna.seed, index, len(self.ostudy.get_trials(deepcopy=False))))
@@ -102,6 +95,10 @@ class _Worker:
         minutes = study.params.optuna.minutes
         self.deadline = _now() + 60 * minutes if minutes else None
         self.stopped_by = "n_trials"
+        # promoted trials in packs (tuning.trial_pack): one objective, the fixed split
+        o = study.params.optuna
+        self.pack_size = (study.params.study.pack_size
+                          if not tuner.multi_objective and not o.cv_folds else 1)
 
     def next_step(self) -> str:
         """"stop", "wait" (the last trials run elsewhere) or "train"."""
@@ -132,6 +129,11 @@ class _Worker:
         return "train"
 
     def train_one(self) -> None:
+        if self.pack_size > 1 and packed_in_line(self.ostudy, self.pack_size) > 1:
+            self.ran += train_promoted_pack(self.ostudy, self.storage, self.objective,
+                                            self.pack_size)
+            self.invalid_in_a_row = 0
+            return
         objective = self.objective
         try:
             self.ostudy.optimize(objective, n_trials=1, catch=(_Surplus, _Invalid),
@@ -140,7 +142,7 @@ class _Worker:
             # Optuna refuses to tell a trial that is already finished. It is FAIL when
             # this worker missed heartbeats (an overloaded machine) and another worker
             # failed its trial as stale and re-queued it; the retry counts, not this one.
-            if not _failed_elsewhere(self.ostudy, objective.last_number):
+            if not failed_elsewhere(self.ostudy, objective.last_number):
                 raise
             log.warning("worker %d: trial %s was failed as stale while it trained here "
                         "(heartbeats missed) and re-queued; this result is dropped",

@@ -237,6 +237,31 @@ def test_a_diverged_member_stops_alone(data, tmp_path):
     assert_same_run(calm, out[1])
 
 
+def test_a_pruned_member_stops_alone(data, tmp_path):
+    """An Optuna trial's on_epoch raising Pruned stops its member, as it stops a run
+    alone; the others train on with the numbers they get alone."""
+    from hpsweep.training.engine import Pruned
+
+    seen: dict[str, list[int]] = {"pruned": [], "kept": []}
+
+    def reporter(name: str, prune_at: int | None):
+        def on_epoch(epoch: int, val_acc: float) -> None:
+            seen[name].append(epoch)
+            if epoch == prune_at:
+                raise Pruned(f"{name} at {epoch}")
+        return on_epoch
+
+    out = train_pack([PackMember(cfg(), 0, tmp_path / "pruned", reporter("pruned", 1)),
+                      PackMember(cfg(), 1, tmp_path / "kept", reporter("kept", None))],
+                     data, progress=False)
+    assert out[0]["status"] == "pruned" and out[0]["epochs_run"] == 1
+    assert out[1]["status"] == "ok" and out[1]["epochs_run"] == 3
+    assert seen == {"pruned": [1], "kept": [1, 2, 3]}
+    assert json.loads((tmp_path / "pruned" / "metrics.json").read_text())["status"] == "pruned"
+    kept = train_run(cfg(), data, tmp_path / "kept_alone", seed=1, progress=False)
+    assert_same_run(kept, out[1])
+
+
 def test_only_member_level_keys_may_differ(tmp_path):
     base = cfg()
     assert pack_key(base) == pack_key(cfg(**{"train.lr": 0.1, "model.dropout": 0.5,
