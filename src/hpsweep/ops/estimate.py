@@ -337,6 +337,10 @@ def trial_lengths(optuna_cfg, n_trials: int, finished: int = 0) -> float:
     the estimate errs long)."""
     from hpsweep.tuning.algorithms import MEDIAN_STARTUP
 
+    # Promoted trials are priced as trained alone, also where study.pack_size would pack
+    # some of them (tuning.trial_pack): which of them share a shape is known only after
+    # the sweeps, and on a CPU a pack's member trains at about the rate of a run alone.
+
     whole = (optuna_cfg.promote + MEDIAN_STARTUP if optuna_cfg.pruner == "median"
              else max(optuna_cfg.promote, 1))
     later = PRUNED_LENGTH[optuna_cfg.pruner]
