@@ -18,7 +18,7 @@ study (as a warm-start trial, or promoted by an earlier setup, user attr
 ``promoted_key``) is not enqueued again.
 
 With study.pack_size > 1, promoted configurations that can share a pack (core.packs)
-are queued next to each other with one ``pack`` user attr, and a worker trains them
+are queued next to each other with one ``pack_group`` user attr, and a worker trains them
 as one pack (tuning.trial_pack).
 """
 
@@ -92,11 +92,11 @@ def promote(ostudy: optuna.Study, study: Study, space: SearchSpace, k: int) -> d
         chosen.append((entry, params))
     packing = study.params.study.pack_size > 1
     for entry, params in _pack_mates_together(chosen) if packing else chosen:
-        pack = _pack_group(entry["config"]) if packing else None
+        group = _pack_group(entry["config"]) if packing else None
         ostudy.enqueue_trial(params, user_attrs={
             "promoted": True, "promoted_key": entry["key"], "source": entry["labels"],
             "sweep_val_acc": entry["val_acc"], "sweep_seeds": entry["seeds"],
-            **({"pack": pack} if pack else {})})
+            **({"pack_group": group} if group else {})})
         promoted += 1
         log.info("promoted %s (val acc %.4f at the sweeps' epochs): %s", entry["labels"][0],
                  entry["val_acc"], json.dumps(entry["values"]))

@@ -2,7 +2,7 @@
 
 Promotion queues the sweeps' best configurations as the study's first trials; with
 study.pack_size > 1 those that can share a pack (core.packs: one model shape, batch size
-and bf16) wait next to each other with one ``pack`` user attr. A worker whose next
+and bf16) wait next to each other with one ``pack_group`` user attr. A worker whose next
 trial in line is such a one claims the trials of its group waiting behind it (up to
 study.pack_size) and trains them together (training.pack_trainer). Each trial keeps its
 own run directory, reports to the pruner after every epoch (a pruned member stops
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 def _groups_in_line(ostudy: optuna.Study) -> list[str | None]:
     """The pack group of each waiting trial, in the order ``ask`` gives them."""
-    return [t.user_attrs.get("pack")
+    return [t.user_attrs.get("pack_group")
             for t in ostudy.get_trials(deepcopy=False, states=(TrialState.WAITING,))]
 
 
@@ -142,7 +142,7 @@ def _claim(ostudy: optuna.Study, objective: Objective, size: int,
             untold.remove(trial)
             ostudy.tell(trial, state=TrialState.FAIL)
             continue
-        g = trial.user_attrs.get("pack")
+        g = trial.user_attrs.get("pack_group")
         if g is not None and packable(spec.config) and (group is None or (
                 g == group and pack_key(spec.config) == key)):
             group, key = g, pack_key(spec.config)

@@ -56,7 +56,7 @@ def test_promoted_trials_of_one_shape_train_as_one_pack(tmp_path):
     waiting = Tuner(study).open().get_trials(states=(TrialState.WAITING,))
     # the two of one shape stand together, the best first; width 8 after them
     assert [t.user_attrs["sweep_val_acc"] for t in waiting] == pytest.approx([0.8, 0.7, 0.75])
-    groups = [t.user_attrs["pack"] for t in waiting]
+    groups = [t.user_attrs["pack_group"] for t in waiting]
     assert groups[0] == groups[1] != groups[2]
 
     info = run_worker(study, 0, threads=1)
@@ -76,7 +76,7 @@ def test_promoted_trials_of_one_shape_train_as_one_pack(tmp_path):
     # the same promoted trials in a study without packs: trained alone, the same numbers
     alone_study = swept_study(tmp_path / "alone", pack_size=1)
     setup_study(alone_study)
-    assert not any("pack" in t.user_attrs for t in Tuner(alone_study).open().trials)
+    assert not any("pack_group" in t.user_attrs for t in Tuner(alone_study).open().trials)
     run_worker(alone_study, 0, threads=1)
     alone = Tuner(alone_study).load().get_trials(states=(TrialState.COMPLETE,))
     by_params = {json.dumps(t.params, sort_keys=True): t for t in alone[:3]}
