@@ -106,7 +106,14 @@ def start_worker(study: Study, index: int, env: dict[str, str], code: str = WORK
 
 def wait_all(procs: list[subprocess.Popen], timeout: float = 120) -> None:
     for p in procs:
-        rc = p.wait(timeout=timeout)
+        try:
+            rc = p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:  # none is left behind to poll the storage for ever
+                q.kill()
+                q.wait()
+            raise AssertionError(f"a worker did not finish in {timeout} s:\n"
+                                 f"{p.log_path.read_text()[-3000:]}") from None
         log = p.log_path.read_text()
         assert rc == 0, log[-3000:]
         # SQLite under concurrent writers: a lock error retried or swallowed still
