@@ -163,9 +163,11 @@ def train_promoted_pack(ostudy: optuna.Study, storage: BaseStorage, objective: O
     finished: list[int] = []
 
     def tell(trial: optuna.Trial, outcome: Callable[[], float]) -> None:
-        untold.remove(trial)
-        if _tell(ostudy, trial, outcome):
-            finished.append(trial.number)
+        try:
+            if _tell(ostudy, trial, outcome):
+                finished.append(trial.number)
+        finally:  # told (or failed by _tell): its heartbeat stops only now, after training
+            untold.remove(trial)
 
     with heartbeats(storage, untold):
         try:

@@ -90,6 +90,42 @@ def test_promoted_trials_of_one_shape_train_as_one_pack(tmp_path):
             assert b["val_loss"] == pytest.approx(a["val_loss"], rel=LOSS_RTOL)
 
 
+def test_a_claimed_trial_that_cannot_join_keeps_its_heartbeat_while_it_trains_alone(
+        tmp_path, monkeypatch):
+    """A trial claimed for a pack that turns out not to fit trains alone after it, and its
+    heartbeat beats all the while (else another worker would fail it as stale and train
+    it a second time)."""
+    from contextlib import contextmanager
+
+    from hpsweep.tuning import trial_pack
+    from hpsweep.tuning.objective import Objective
+
+    study = swept_study(tmp_path, pack_size=4, sweeps={"lr": SWEEPS["lr"]}, promote=2,
+                        n_trials=2)
+    setup_study(study)
+    beaten: dict[str, list] = {}
+    real_heartbeats, real_train = trial_pack.heartbeats, Objective.train_folds
+
+    @contextmanager
+    def spy(storage, trials):
+        beaten["trials"] = trials
+        with real_heartbeats(storage, trials):
+            yield
+
+    seen: list[bool] = []
+
+    def train_folds(self, trial, spec, run_dir):
+        seen.append(trial in beaten["trials"])
+        return real_train(self, trial, spec, run_dir)
+
+    monkeypatch.setattr(trial_pack, "heartbeats", spy)
+    monkeypatch.setattr(trial_pack, "packable", lambda cfg: False)  # none can join
+    monkeypatch.setattr(Objective, "train_folds", train_folds)
+    run_worker(study, 0, threads=1)
+    assert seen == [True, True]
+    assert trial_counts(Tuner(study).load())["complete"] == 2
+
+
 # A worker whose packed trials hang in their second epoch (after their first last.pt).
 HANGING_PACK_WORKER = """
 import dataclasses, pathlib, sys, time
