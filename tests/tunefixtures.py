@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +121,15 @@ def wait_all(procs: list[subprocess.Popen], timeout: float = 120) -> None:
         # SQLite under concurrent writers: a lock error retried or swallowed still
         # means the storage set-up is wrong, so it must not appear at all.
         assert "database is locked" not in log, log[-3000:]
+
+
+def kill_when(victim: subprocess.Popen, marker: Path, what: str, timeout: float = 90) -> None:
+    """SIGKILL ``victim`` once it has written ``marker`` (it then hangs there); fails with
+    its log if it exits first, or with ``what`` if the marker does not come in time."""
+    deadline = time.time() + timeout
+    while not marker.exists():
+        assert victim.poll() is None, victim.log_path.read_text()
+        assert time.time() < deadline, what
+        time.sleep(0.1)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()

@@ -4,15 +4,20 @@ pack trainer and real worker processes, on the tiny synthetic study of tunefixtu
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
-from tunefixtures import fake_complete_run, make_study, start_worker, wait_all, worker_env
+from tunefixtures import (
+    fake_complete_run,
+    kill_when,
+    make_study,
+    start_worker,
+    wait_all,
+    worker_env,
+)
 
 from hpsweep.core.study import Study
 from hpsweep.tuning.counting import trial_counts
@@ -158,13 +163,7 @@ def test_a_killed_pack_of_trials_is_retried_as_a_pack_and_resumed(tmp_path):
     setup_study(study)
     env = worker_env()
     victim = start_worker(study, 0, env, code=HANGING_PACK_WORKER)
-    deadline = time.time() + 90
-    while not (tmp_path / "hung").exists():
-        assert victim.poll() is None, (study.paths.results_dir / "worker0.log").read_text()
-        assert time.time() < deadline, "the pack never reached epoch 2"
-        time.sleep(0.1)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
+    kill_when(victim, tmp_path / "hung", "the pack never reached epoch 2")
     tuner = Tuner(study)
     killed = [t for t in tuner.load().trials if t.state == TrialState.RUNNING]
     assert [t.number for t in killed] == [0, 1]

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,14 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 from pg import postgres_url  # noqa: F401  (fixture)
-from tunefixtures import fake_complete_run, make_study, start_worker, wait_all, worker_env
+from tunefixtures import (
+    fake_complete_run,
+    kill_when,
+    make_study,
+    start_worker,
+    wait_all,
+    worker_env,
+)
 
 from hpsweep.core.layout import optuna_figure_path as figure_path
 from hpsweep.core.plan import make_run
@@ -519,13 +524,7 @@ def test_killed_worker_trial_is_retried_and_resumed(tmp_path):
     setup_study(study)
     env = worker_env()
     victim = start_worker(study, 0, env, code=HANGING_WORKER)
-    deadline = time.time() + 90
-    while not (tmp_path / "hung").exists():
-        assert victim.poll() is None, (study.paths.results_dir / "worker0.log").read_text()
-        assert time.time() < deadline, "the worker never reached epoch 2"
-        time.sleep(0.1)
-    os.kill(victim.pid, signal.SIGKILL)
-    victim.wait()
+    kill_when(victim, tmp_path / "hung", "the worker never reached epoch 2")
     tuner = Tuner(study)
     running = [t for t in tuner.load().trials if t.state == TrialState.RUNNING]
     assert len(running) == 1
