@@ -90,8 +90,8 @@ def _cmd_bench_hpo(args: argparse.Namespace) -> int:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     from hpsweep.core.study import Study
-    from hpsweep.ops.estimate import job_slots
     from hpsweep.ops.planner import plan_and_freeze, render
+    from hpsweep.ops.threads import job_slots
 
     written = Study.as_written(args.params)
     slots = job_slots(args.cores, args.gpus if written.uses_gpu else None)

@@ -1,6 +1,7 @@
 """Snakemake adapter: one Optuna worker; trains trials until the study has n_trials."""
 
-from hpsweep.ops.jobs import torch_threads, training_job
+from hpsweep.ops.jobs import training_job
+from hpsweep.ops.threads import torch_threads
 from hpsweep.tuning.tuner import optuna_logs_to_root
 from hpsweep.tuning.worker import run_worker
 

@@ -4,7 +4,8 @@ test it."""
 
 from hpsweep.core.layout import control_dir, seed_dir
 from hpsweep.final.retrain import retrain_seeds
-from hpsweep.ops.jobs import torch_threads, training_job
+from hpsweep.ops.jobs import training_job
+from hpsweep.ops.threads import torch_threads
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)
 control = smk.rule.startswith("control_")

@@ -3,7 +3,8 @@
 
 from pathlib import Path
 
-from hpsweep.ops.jobs import torch_threads, training_job
+from hpsweep.ops.jobs import training_job
+from hpsweep.ops.threads import torch_threads
 from hpsweep.training.runner import train_planned_pack, train_planned_run
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script: directive)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from hpsweep.core.layout import STAGES, OptunaLayout
 from hpsweep.core.packs import pending_packs, seed_pack
 from hpsweep.core.plan import make_run
 from hpsweep.core.study import Study
-from hpsweep.ops.jobs import TRAIN_THREADS, torch_threads
+from hpsweep.ops.threads import TRAIN_THREADS, job_slots, torch_threads
 from hpsweep.training.runstore import read_metrics
 
 # Expected length of an Optuna trial after the pruner's start-up, as a fraction of a full
@@ -441,15 +440,6 @@ def _finished_trials(study: Study) -> int:
         return 0
     return sum(1 for d in trials.iterdir() if (d / "metrics.json").is_file()
                or (d / "fold_0" / "metrics.json").is_file())
-
-
-def job_slots(cores: int | None = None, gpus: int | None = None) -> int:
-    """Training jobs that run at once locally: Snakemake's --cores over the threads each
-    job reserves, never more than the machine's CPUs allow (ops.jobs), nor, for a study
-    that trains on a GPU (each training job claims gpu=1), than `--resources gpu=N`."""
-    cpus = os.cpu_count() or 1
-    slots = max(1, min(cores or cpus, cpus) // TRAIN_THREADS)
-    return max(1, min(slots, gpus)) if gpus is not None else slots
 
 
 def render(stages: list[StageEstimate], slots: int | None = None) -> str:

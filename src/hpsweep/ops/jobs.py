@@ -1,16 +1,16 @@
-"""What Snakemake jobs share: study loading, per-job log files, the thread policy."""
+"""What Snakemake jobs share: study loading, per-job log files, their threads and
+resources (the policy itself: ops.threads)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import os
 import sys
 from pathlib import Path
 
 from hpsweep.core.schema import ParamsError
 from hpsweep.core.study import Study
+from hpsweep.ops.threads import job_slots, training_threads_for
 
 
 def load_study_or_exit(params_path: str, workflow=None) -> Study:
@@ -40,8 +40,6 @@ def load_study_or_exit(params_path: str, workflow=None) -> Study:
 def workflow_slots(study: Study, workflow) -> int | None:
     """The training jobs a running Snakemake runs at once on this machine (None: not
     known here, e.g. a remote executor; the planner then counts this machine's CPUs)."""
-    from hpsweep.ops.estimate import job_slots
-
     if workflow is None or not workflow.local_exec:
         return None
     gpus = workflow.global_resources.get("gpu") if study.uses_gpu else None
@@ -104,11 +102,6 @@ def study_of(smk) -> Study:
     return Study.load(smk.config.get("params", "params.toml"))
 
 
-# Threads one training job trains with. Two keeps a job efficient on small CPUs and
-# lets `--cores N` run N/2 jobs side by side.
-TRAIN_THREADS = 2
-
-
 def workflow_cores(workflow) -> int | None:
     """A running Snakemake workflow's --cores; None where it has none."""
     try:
@@ -150,25 +143,3 @@ def _set_value(value):
     if hasattr(value, "is_evaluable"):  # a parsed Resource
         return None if value.is_evaluable() else value.value
     return value
-
-
-def training_threads_for(cores: int | None, local: bool, cpus: int | None = None) -> int:
-    """Threads a training job reserves from Snakemake's `--cores`.
-
-    Normally TRAIN_THREADS. But when jobs run on this machine and `--cores` exceeds
-    its CPUs (`snakemake --cores 4` on a 2-core laptop), each job reserves more, so
-    that the jobs running at once still use at most the machine's CPUs: PyTorch CPU
-    jobs that oversubscribe the cores spin-wait on each other and run many times
-    slower (measured here: 24-70 s per MLP epoch with two 2-thread jobs on 2 cores,
-    against 2.8 s for one).
-    """
-    cpus = cpus or os.cpu_count() or 1
-    if not local or not cores or cores <= cpus:
-        return TRAIN_THREADS
-    slots = max(1, cpus // TRAIN_THREADS)  # training jobs the machine can run at once
-    return max(TRAIN_THREADS, math.ceil(cores / slots))
-
-
-def torch_threads(reserved: int, cpus: int | None = None) -> int:
-    """Threads a training job gives PyTorch out of the ``reserved`` ones (see above)."""
-    return max(1, min(reserved, TRAIN_THREADS, cpus or os.cpu_count() or 1))

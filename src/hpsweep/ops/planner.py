@@ -32,6 +32,7 @@ from hpsweep.core.layout import STAGES
 from hpsweep.core.schema import Params, ParamsError
 from hpsweep.core.study import Study
 from hpsweep.ops import estimate as est
+from hpsweep.ops.threads import job_slots
 
 # Of the time left after the final stage, what the sweeps may take when Optuna runs too
 # (the rest is Optuna's): the sweeps rank values, Optuna refines at the final fidelity.
@@ -65,7 +66,7 @@ def make_plan(written: Study, *, slots: int | None = None,
     """The lock for ``written`` (a Study loaded as params.toml writes it)."""
     params = written.params
     b = params.study.budget
-    p = _Pricing(written, slots or est.job_slots(), cost_of)
+    p = _Pricing(written, slots or job_slots(), cost_of)
     bounds = budget.planned_values(params)
     cap_e, cap_n = bounds["train.epochs"], bounds["optuna.n_trials"]
     as_written = p.stages(bounds)

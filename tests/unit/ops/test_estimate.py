@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 
@@ -168,15 +169,6 @@ def test_wall_time_divides_by_the_jobs_that_run_at_once():
     assert s.wall_min(1) == 8.0 and s.wall_min(4) == 2.0 and s.wall_min(16) == 1.0
 
 
-def test_job_slots_count_cpus_and_on_a_gpu_the_gpu_resource(monkeypatch):
-    monkeypatch.setattr(est.os, "cpu_count", lambda: 16)
-    assert est.job_slots() == 8 and est.job_slots(cores=6) == 3
-    assert est.job_slots(cores=16, gpus=4) == 4  # `--resources gpu=4`: four at once
-    assert est.job_slots(cores=4, gpus=8) == 2  # the CPUs still bound them
-    monkeypatch.setattr(est.os, "cpu_count", lambda: 2)
-    assert est.job_slots(cores=4) == 1  # --cores above the CPUs: one job at a time
-
-
 def test_a_running_snakemake_plans_for_its_own_cores_and_gpus(tmp_path, monkeypatch):
     """ops.jobs.workflow_slots reads what Snakemake's workflow object holds at parse time:
     .cores, .local_exec and .global_resources (`--resources`)."""
@@ -184,7 +176,7 @@ def test_a_running_snakemake_plans_for_its_own_cores_and_gpus(tmp_path, monkeypa
 
     from hpsweep.ops.jobs import workflow_slots
 
-    monkeypatch.setattr(est.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
     study = make_study(tmp_path)  # study.device = "cpu": the gpu resource does not bind
     box = SimpleNamespace(cores=16, local_exec=True, global_resources={"gpu": 2})
     assert workflow_slots(study, box) == 8

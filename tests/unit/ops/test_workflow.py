@@ -1,14 +1,16 @@
-"""Thread reservation of training jobs (hpsweep.ops.jobs); the DAG passes Snakemake's linter."""
+"""Threads of training jobs and the jobs that run at once (hpsweep.ops.threads); the DAG
+passes Snakemake's linter."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
 import pytest
 from studyfixtures import BIN, ROOT
 
-from hpsweep.ops.jobs import TRAIN_THREADS, torch_threads, training_threads_for
+from hpsweep.ops.threads import TRAIN_THREADS, job_slots, torch_threads, training_threads_for
 
 
 @pytest.mark.parametrize("cores,cpus", [(1, 2), (2, 2), (4, 2), (3, 3), (4, 16), (16, 16),
@@ -32,6 +34,15 @@ def test_normal_case_and_remote_executors_keep_two_threads():
 def test_cores_above_cpus_run_one_job_at_a_time_on_a_small_machine():
     assert training_threads_for(4, local=True, cpus=2) == 4  # `--cores 4` on 2 CPUs
     assert torch_threads(4, cpus=2) == 2
+
+
+def test_job_slots_count_cpus_and_on_a_gpu_the_gpu_resource(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert job_slots() == 8 and job_slots(cores=6) == 3
+    assert job_slots(cores=16, gpus=4) == 4  # `--resources gpu=4`: four at once
+    assert job_slots(cores=4, gpus=8) == 2  # the CPUs still bound them
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert job_slots(cores=4) == 1  # --cores above the CPUs: one job at a time
 
 
 def unbudgeted_params(tmp_path) -> str:
