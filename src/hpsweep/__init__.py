@@ -29,9 +29,10 @@ analysis/    extract (TensorBoard -> tables), tables (summary CSVs), plots, repo
              cost and bought, the control and the verdict; markdown: its tables and
              number formats), tracking (MLflow export)
 ops/         status (`hpsweep status` collects), status_text (and prints), jobs (what
-             Snakemake jobs share), gpu_slots (a GPU of its own for each training
-             job), dvcyaml, estimate (`hpsweep plan --estimate`), planner (fits a
-             study into study.budget; `hpsweep plan`)
+             Snakemake jobs share), threads (a training job's threads, the jobs that
+             run at once), gpu_slots (a GPU of its own for each training job),
+             dvcyaml, estimate (`hpsweep plan --estimate`), planner (fits a study
+             into study.budget; `hpsweep plan`)
 bench/       throughput (`hpsweep bench`), hpo (`hpsweep bench-hpo`)
 cli.py       the `hpsweep` command
 """
