@@ -236,8 +236,9 @@ class OptunaConfig(_Strict):
     # Enqueue the k best sweep/grid/config configurations as the first trials, retrained
     # at the trials' epochs (tuning.promotion); 0 = none.
     promote: int = Field(0, ge=0, le=100)
-    # Minutes each worker may spend: after them it starts no new trial (the one it is
-    # training finishes and counts). 0 = no limit; n_trials still caps the study.
+    # Minutes each worker may spend: it starts no trial it would not finish within them,
+    # expecting the mean length of the trials it ran (a trial still running at the end
+    # finishes and counts). 0 = no limit; n_trials still caps the study.
     minutes: float = Field(0, ge=0)
     space: dict[str, SpaceParam] = Field(default_factory=dict)
 

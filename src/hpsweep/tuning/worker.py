@@ -94,6 +94,7 @@ class _Worker:
         self.invalid_in_a_row = 0
         minutes = study.params.optuna.minutes
         self.deadline = _now() + 60 * minutes if minutes else None
+        self.trial_s: list[float] = []  # seconds of each trial (or pack) this worker ran
         self.stopped_by = "n_trials"
         # promoted trials in packs (tuning.trial_pack): one objective, the fixed split
         o = study.params.optuna
@@ -109,10 +110,11 @@ class _Worker:
         c = trial_counts(self.ostudy)
         if c["finished"] >= self.n_trials:
             return "stop"
-        if self.deadline is not None and _now() >= self.deadline:
-            log.info("worker %d: optuna.minutes = %g spent; no new trial (%d of %d finished)",
-                     self.index, self.study.params.optuna.minutes, c["finished"],
-                     self.n_trials)
+        if self.deadline is not None and _now() + self.expected_trial_s() > self.deadline:
+            log.info("worker %d: optuna.minutes = %g spent, or too little of it left for "
+                     "a trial of %.1f min (this worker's mean); no new trial (%d of %d "
+                     "finished)", self.index, self.study.params.optuna.minutes,
+                     self.expected_trial_s() / 60, c["finished"], self.n_trials)
             self.stopped_by = "optuna.minutes"
             return "stop"
         if c["waiting"] == 0 and c["finished"] + c["running"] >= self.n_trials:
@@ -128,7 +130,20 @@ class _Worker:
         self.waited = False
         return "train"
 
+    def expected_trial_s(self) -> float:
+        """How long this worker's next trial may take: the mean of those it ran (0 before
+        the first). A trial started with less than that left of optuna.minutes would, on
+        average, end past them, and the budget's plan counts on the stage ending there."""
+        return sum(self.trial_s) / len(self.trial_s) if self.trial_s else 0.0
+
     def train_one(self) -> None:
+        """Train the next trial (or pack of promoted trials) and time it."""
+        started, ran_before = _now(), len(self.ran)
+        self._train_one()
+        if len(self.ran) > ran_before:  # trained something (not a surplus or invalid draw)
+            self.trial_s.append(_now() - started)
+
+    def _train_one(self) -> None:
         if self.pack_size > 1 and packed_in_line(self.ostudy, self.pack_size) > 1:
             self.ran += train_promoted_pack(self.ostudy, self.storage, self.objective,
                                             self.pack_size)

@@ -208,16 +208,42 @@ def test_promotion_enqueues_the_best_sweep_configurations_at_the_trials_epochs(t
         assert cfg["train"]["epochs"] == 1 and cfg["train"]["lr"] == t.params["train.lr"]
 
 
+def _scripted_clock(monkeypatch, times: list[float]) -> None:
+    """The worker's clock reads ``times`` in turn, then stays at the last one. It reads it
+    once when it starts, once before each trial it may start, and before and after each
+    trial it trains."""
+    it = iter(times)
+    last = [times[-1]]
+
+    def now() -> float:
+        last[0] = next(it, last[0])
+        return float(last[0])
+
+    monkeypatch.setattr("hpsweep.tuning.worker._now", now)
+
+
 def test_a_worker_starts_no_trial_after_optuna_minutes(tmp_path, monkeypatch):
     study = make_study(tmp_path, optuna={"n_trials": 50, "n_workers": 1, "minutes": 1})
-    # 25 s pass between the worker's looks at its clock: the deadline (60 s after the
-    # start) passes after the second trial, which finishes and counts
-    clock = iter(range(0, 10**6, 25))
-    monkeypatch.setattr("hpsweep.tuning.worker._now", lambda: float(next(clock)))
+    # start at 0 (deadline 60); trial 1 from 0 to 10; at 20, a 10-s trial still fits: trial
+    # 2 from 20 to 30; at 70 the deadline has passed
+    _scripted_clock(monkeypatch, [0, 0, 0, 10, 20, 20, 30, 70])
     info = run_worker(study, 0, threads=1)
     assert info["stopped_by"] == "optuna.minutes"
     assert info["counts"]["finished"] == 2 and info["counts"]["running"] == 0
     assert len(info["trials_run"]) == 2
+
+
+def test_a_worker_starts_no_trial_it_would_not_finish_within_optuna_minutes(tmp_path,
+                                                                            monkeypatch):
+    """The budget's plan counts on Optuna's stage ending after optuna.minutes: a trial
+    started with less left than this worker's trials take would end past it."""
+    study = make_study(tmp_path, optuna={"n_trials": 50, "n_workers": 1, "minutes": 1})
+    # start at 0 (deadline 60); trial 1 from 0 to 40; at 45, 15 s are left for a trial
+    # of 40: none starts (before, one did, and ended at 85)
+    _scripted_clock(monkeypatch, [0, 0, 0, 40, 45])
+    info = run_worker(study, 0, threads=1)
+    assert info["stopped_by"] == "optuna.minutes"
+    assert info["counts"]["finished"] == 1 and len(info["trials_run"]) == 1
 
 
 # -- counting ---------------------------------------------------------------------------------
