@@ -110,11 +110,12 @@ class _Worker:
         c = trial_counts(self.ostudy)
         if c["finished"] >= self.n_trials:
             return "stop"
-        if self.deadline is not None and _now() + self.expected_trial_s() > self.deadline:
+        expected_s = self.expected_trial_s()
+        if self.deadline is not None and _now() + expected_s > self.deadline:
             log.info("worker %d: optuna.minutes = %g spent, or too little of it left for "
                      "a trial of %.1f min (this worker's mean); no new trial (%d of %d "
                      "finished)", self.index, self.study.params.optuna.minutes,
-                     self.expected_trial_s() / 60, c["finished"], self.n_trials)
+                     expected_s / 60, c["finished"], self.n_trials)
             self.stopped_by = "optuna.minutes"
             return "stop"
         if c["waiting"] == 0 and c["finished"] + c["running"] >= self.n_trials:
