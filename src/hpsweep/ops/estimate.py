@@ -13,7 +13,8 @@ Optuna trials are priced as the mean of a few configurations drawn from the sear
 space (seeded, through the trials' own sampling path), pruning included: the
 promoted trials and those before the pruner's start-up run their full length, later
 ones PRUNED_LENGTH of it (see there). The final retrain is priced with Optuna's best
-configuration once it exists, before that as the costliest draw; the control
+configuration once it exists, before that as the costliest of the draws and the
+space's costliest corner (every discrete dimension at its costliest value); the control
 (final.control, its own stage) as the baseline at the same epochs. With study.pack_size
 > 1, a pack (core.packs) is one job, one start-up, whose members are priced at a
 calibration of a pack of that many (calibrate's ``members``). Not counted: data
@@ -370,17 +371,67 @@ class _FinalRuns:
 
 
 def final_runs(x: _Inputs) -> _FinalRuns:
-    """Optuna's best once it exists; before that the draws from the space (any of them
-    may win), or the baseline."""
+    """Optuna's best once it exists; before that the draws from the space and its
+    costliest corners (any of them may win), or the baseline."""
     params, counts = x.study.params, x.counts
     f = params.final
+    n_train = counts["train"] + (counts["val"] if f.train_on_val else 0)
     best = OptunaLayout(x.study).best_params_path
     if params.optuna.enabled and best.is_file() and not x.fresh:
         configs = [json.loads(best.read_text())["config"]]
+    elif params.optuna.enabled and x.draws:
+        configs = x.draws + _costliest_corners(x, n_train)
     else:
-        configs = (x.draws if params.optuna.enabled else []) or [x.base]
-    return _FinalRuns([(c, f.epochs or c["train"]["epochs"]) for c in configs],
-                      counts["train"] + (counts["val"] if f.train_on_val else 0))
+        configs = [x.base]
+    return _FinalRuns([(c, _final_epochs(x, c)) for c in configs], n_train)
+
+
+def _final_epochs(x: _Inputs, cfg: dict[str, Any]) -> int:
+    return x.study.params.final.epochs or cfg["train"]["epochs"]
+
+
+def _seed_seconds(x: _Inputs, cfg: dict[str, Any], n_train: int) -> float:
+    """Seconds one final seed of ``cfg`` trains (and tests)."""
+    return x.seconds(cfg, _final_epochs(x, cfg), n_train, x.counts["val"], x.counts["test"],
+                     members=_seed_pack(x))
+
+
+def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
+    """Per model.arch among the draws, its first draw with every dimension of the space
+    that can change a run's cost (Dim.extremes) moved, one at a time in the space's
+    order, to the value that makes a final seed costliest. Five draws rarely hold the
+    corner (the default MLP space's 1024 x 3 at batch 128), and winners are often large:
+    priced at the costliest draw, a default study's final seeds (1024 x 2 at batch 128)
+    ran 40 % over their price (README)."""
+    from hpsweep.core.schema import ParamsError
+    from hpsweep.tuning.space import SearchSpace, trial_overrides
+
+    params = x.study.params
+    space = SearchSpace(params.optuna.space, params.model.arch)
+    seed = params.study.seeds[0]
+    corners, archs = [], set()
+    for draw in x.draws:
+        arch = draw["model"].get("arch", space.base_arch)
+        values = space.values_of(draw)
+        if arch in archs or values is None:
+            continue
+        archs.add(arch)
+        cfg = draw
+        for dim in space.active(arch):
+            if dim.key == "model.arch":
+                continue
+            priced = []
+            for value in dim.extremes():
+                try:
+                    c = make_run(params, trial_overrides(params, {**values, dim.key: value}),
+                                 seed).config
+                except ParamsError:  # a combination no trial could train
+                    continue
+                priced.append((_seed_seconds(x, c, n_train), value, c))
+            if priced:
+                _, values[dim.key], cfg = max(priced, key=lambda p: p[0])
+        corners.append(cfg)
+    return corners
 
 
 def _seed_pack(x: _Inputs) -> int:
@@ -404,14 +455,13 @@ def _seeds_s(x: _Inputs, seed_s: float) -> float:
 
 def final_stage(x: _Inputs, runs: _FinalRuns | None = None) -> StageEstimate:
     """The final seeds, one job each, then final_summary. Before Optuna has chosen, at
-    the price of the costliest configuration drawn from the space: the winner is often
+    the price of the costliest of final_runs' candidates (draws and corners): the winner is often
     a large one (the CNN study's, 48-96-192 channels, trained 1.8x as long as its
     32-64-128 trials), and the final stage comes last, so an underestimate there
     overruns the budget."""
-    f, counts = x.study.params.final, x.counts
+    f = x.study.params.final
     runs = runs or final_runs(x)
-    seed_s = max(x.seconds(c, e, runs.n_train, counts["val"], counts["test"],
-                           members=_seed_pack(x)) for c, e in runs.candidates)
+    seed_s = max(_seed_seconds(x, c, runs.n_train) for c, _ in runs.candidates)
     return StageEstimate(STAGES["final"], len(f.seeds), _span(runs.epochs), runs.n_train,
                          (_seeds_s(x, seed_s) + x.startup) / 60, _seed_jobs(x))
 

@@ -103,6 +103,20 @@ class Dim:
                                       log=s.log)
         return self.decode(raw)
 
+    def extremes(self) -> list[Any]:
+        """The values a run's cost can turn on (ops.estimate prices the space's costliest
+        corner with them): every choice of a categorical, both ends of an int range (the
+        highest value on its step grid); none for a float (learning rate, dropout, weight
+        decay: they do not change what a step computes)."""
+        s = self.spec
+        if s.type == "categorical":
+            return list(s.choices or [])
+        if s.type == "int":
+            step = int(s.step or 1)
+            low, high = int(s.low), int(s.high)
+            return [low, low + (high - low) // step * step]
+        return []
+
     def contains(self, value: Any) -> bool:
         """Whether a run's value lies in this dimension (warm start)."""
         s = self.spec

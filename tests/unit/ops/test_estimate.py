@@ -79,6 +79,36 @@ def test_before_optuna_chooses_final_and_control_are_priced_at_the_longest_draw(
                                                         + x.startup) / 60)
 
 
+def test_before_optuna_chooses_the_final_is_priced_at_the_spaces_costliest_corner(tmp_path):
+    """No draw need hold the corner (here every draw is made the cheapest config): the
+    final seeds are priced with each discrete dimension at its costliest value, the
+    high end of an int range, the small batch, the wide choice; floats keep the draw's."""
+    space = {"train.lr": {"type": "float", "low": 0.001, "high": 0.1, "log": True},
+             "train.batch_size": {"type": "categorical", "choices": [16, 32]},
+             "model.width": {"type": "categorical", "choices": [8, 16]},
+             "model.depth": {"type": "int", "low": 1, "high": 4, "step": 2}}
+    study = with_manifest(make_study(tmp_path, optuna={"space": space}))
+
+    def cost_of(cfg, shape, num_classes, cache, members=1):  # wide, deep, small batches
+        m = cfg["model"]
+        return est.Cost(1e-6 * m["width"] * m["depth"] / cfg["train"]["batch_size"], 0.0)
+
+    x = est.study_inputs(study, cost_of=cost_of)
+    cheapest = make_run(study.params, {"train.lr": 0.01, "train.batch_size": 32,
+                                       "model.width": 8, "model.depth": 1}, 0).config
+    x.draws = [cheapest]
+    final = est.final_runs(x)
+    corner = final.candidates[-1][0]
+    assert len(final.candidates) == 2  # the draw, and the one arch's corner
+    assert (corner["model"]["width"], corner["model"]["depth"], corner["train"]["batch_size"],
+            corner["train"]["lr"]) == (16, 3, 16, 0.01)  # 4 is off the int's step grid
+    seeds, n_train = len(study.params.final.seeds), final.n_train
+    at_corner = x.seconds(corner, study.params.final.epochs, n_train, 0, 0)
+    assert at_corner == pytest.approx(12 * x.seconds(cheapest, 1, n_train, 0, 0))
+    assert est.final_stage(x, final).job_min == pytest.approx(
+        (seeds * (at_corner + x.startup) + x.startup) / 60)
+
+
 def test_a_completed_run_counts_with_its_measured_time(study):
     before = est.estimate(study)[0]
     run_id = study.plan.run_ids()[0]
