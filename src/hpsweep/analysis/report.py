@@ -330,7 +330,9 @@ def build_report(study: Study, out: str | Path | None = None) -> str:
     _confusion(doc, study, configs)
     opt = _optuna(doc, study)
     fin = _final(doc, study)
-    stages_section(doc, table, configs, opt, fin, study.plan_lock)
+    stages_section(doc, table, configs, opt, fin, study.plan_lock,
+                   (_manifest(study).get("counts") or {}).get("val"),
+                   trials_on_val=not study.params.optuna.cv_folds)
     _comparison(doc, study, configs, opt, fin)
     _reproduce(doc, study)
     return doc.text()

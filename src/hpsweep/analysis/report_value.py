@@ -4,6 +4,7 @@ significant gain over the baseline trained the same way)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pandas as pd
@@ -63,11 +64,14 @@ def _seconds(rows: list[dict[str, Any]]) -> float:
 
 def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
                    optuna: dict | None, final: dict | None,
-                   plan_lock: dict | None = None) -> None:
+                   plan_lock: dict | None = None, n_val: int | None = None,
+                   trials_on_val: bool = True) -> None:
     """Per stage: its runs, the minutes planned for it (a budgeted study), their summed
     training time, and the best accuracy after it. ``optuna``: the best trial's value
     and trials.csv as the report's Optuna section read them (None: not run).
-    ``plan_lock``: a budgeted study's frozen plan (core.budget)."""
+    ``plan_lock``: a budgeted study's frozen plan (core.budget). ``n_val``: the
+    validation images the sweeps (and, ``trials_on_val``, the trials) are ranked on,
+    for the resolution line."""
     planned = {STAGE_KEY.get(s["stage"]): s["minutes"]
                for s in (plan_lock or {}).get("stages", [])}
 
@@ -120,6 +124,23 @@ def stages_section(doc: Doc, table: pd.DataFrame, configs: pd.DataFrame,
                      "ll" + "r" * (2 if plan_lock else 1) + "l"))
     if plan_lock is not None:
         doc.add(budget_text(plan_lock))
+    trials_ranked = trials_on_val and optuna is not None
+    ranked = [a for a in (best, optuna["value"] if trials_ranked else None) if finite(a)]
+    if n_val and ranked:
+        doc.add(resolution_text(n_val, max(ranked), trials_ranked))
+
+
+def resolution_text(n_val: int, acc: float, trials: bool) -> str:
+    """How finely the validation split ranks configurations: one accuracy's binomial
+    standard error at the best accuracy. The default study's best trials lie within
+    about that of each other, so its choice among them is partly chance, and only the
+    final and control rows say what the choice bought."""
+    se = 100 * math.sqrt(acc * (1 - acc) / n_val)
+    which = "sweep and trial" if trials else "sweep"
+    return (f"**Resolution**: the {which} accuracies above are measured on {n_val:,} "
+            f"validation images; at {pct(acc)} one has a standard error of {se:.2f} "
+            "points, so configurations that differ by less are not told apart. The final "
+            "and control rows, on the test split over seeds, say what the choice bought.")
 
 
 def budget_text(lock: dict) -> str:
