@@ -399,10 +399,10 @@ def _seed_seconds(x: _Inputs, cfg: dict[str, Any], n_train: int) -> float:
 def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
     """Per model.arch among the draws, its first draw with every dimension of the space
     that can change a run's cost (Dim.extremes) moved, one at a time in the space's
-    order, to the value that makes a final seed costliest. Five draws rarely hold the
-    corner (the default MLP space's 1024 x 3 at batch 128), and winners are often large:
-    priced at the costliest draw, a default study's final seeds (1024 x 2 at batch 128)
-    ran 40 % over their price (README)."""
+    order, to the value that makes a final seed costliest. Five draws need not hold the
+    corner (those of the default space, when it still had depth 2-3, held no 1024 x 3
+    at batch 128), and winners are often large: priced at the costliest draw, a
+    default study's final seeds (1024 x 2 at batch 128) ran 40 % over their price."""
     from hpsweep.core.schema import ParamsError
     from hpsweep.tuning.space import SearchSpace, trial_overrides
 
