@@ -229,3 +229,28 @@ def test_without_prepared_data_idx_sizes_are_known_others_say_what_to_run(tmp_pa
     assert out.returncode != 0
     err = out.stderr.strip().splitlines()
     assert len(err) == 1 and "hpsweep data fetch" in err[0] and "Traceback" not in out.stderr
+
+
+def test_a_space_that_chooses_the_arch_has_a_costliest_corner_per_arch(tmp_path):
+    """With model.arch in the space, each family's corner moves only its own keys."""
+    space = {"model.arch": {"type": "categorical", "choices": ["mlp", "cnn"]},
+             "model.channels": {"type": "categorical", "choices": [[4], [4, 8]]},
+             "model.kernel_size": {"type": "int", "low": 1, "high": 3, "step": 2},
+             "model.depth": {"type": "int", "low": 1, "high": 2},
+             "model.dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},
+             "train.lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
+    study = with_manifest(make_study(tmp_path, optuna={"space": space}))
+
+    def cost_of(cfg, shape, num_classes, cache, members=1):
+        m = cfg["model"]
+        size = (10 * m["depth"] if m["arch"] == "mlp"
+                else sum(m["channels"]) * m["kernel_size"])
+        return est.Cost(1e-6 * size, 0.0)
+
+    x = est.study_inputs(study, cost_of=cost_of)
+    assert {c["model"]["arch"] for c in x.draws} == {"mlp", "cnn"}  # seeded draws
+    corners = {c["model"]["arch"]: c["model"]
+               for c, _ in est.final_runs(x).candidates[len(x.draws):]}
+    assert corners.keys() == {"mlp", "cnn"}
+    assert (corners["cnn"]["channels"], corners["cnn"]["kernel_size"]) == ([4, 8], 3)
+    assert corners["mlp"]["depth"] == 2 and "channels" not in corners["mlp"]
