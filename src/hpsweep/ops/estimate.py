@@ -404,11 +404,11 @@ def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
     at batch 128), and winners are often large: priced at the costliest draw, a
     default study's final seeds (1024 x 2 at batch 128) ran 40 % over their price."""
     from hpsweep.core.schema import ParamsError
-    from hpsweep.tuning.space import SearchSpace, trial_overrides
+    from hpsweep.tuning.space import trial_overrides
+    from hpsweep.tuning.tuner import Tuner
 
-    params = x.study.params
-    space = SearchSpace(params.optuna.space, params.model.arch)
-    seed = params.study.seeds[0]
+    params, tuner = x.study.params, Tuner(x.study)
+    space, seed = tuner.space, tuner.trial_seed  # as _space_draws and the trials have them
     corners, archs = [], set()
     for draw in x.draws:
         arch = draw["model"].get("arch", space.base_arch)
@@ -455,9 +455,9 @@ def _seeds_s(x: _Inputs, seed_s: float) -> float:
 
 def final_stage(x: _Inputs, runs: _FinalRuns | None = None) -> StageEstimate:
     """The final seeds, one job each, then final_summary. Before Optuna has chosen, at
-    the price of the costliest of final_runs' candidates (draws and corners): the winner is often
-    a large one (the CNN study's, 48-96-192 channels, trained 1.8x as long as its
-    32-64-128 trials), and the final stage comes last, so an underestimate there
+    the price of the costliest of final_runs' candidates (draws and corners): the winner
+    is often a large one (the CNN study's, 48-96-192 channels, trained 1.8x as long as
+    its 32-64-128 trials), and the final stage comes last, so an underestimate there
     overruns the budget."""
     f = x.study.params.final
     runs = runs or final_runs(x)
