@@ -39,7 +39,7 @@ apt-install:
 	  echo "installing Debian packages: $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	elif [ -n "$$missing" ]; then \
-	  echo "note: not installing $$missing (needs root and apt); data will be downloaded instead"; \
+	  echo "note: not installing $$missing (needs root and apt): Fashion-MNIST is downloaded instead, and the PostgreSQL tests skip"; \
 	fi
 
 data: setup system-deps-run

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real single-node SLURM cluster for the tests (tests/test_slurm.py):
+# A real single-node SLURM cluster for the tests (tests/e2e/test_slurm.py):
 #
 #   tests/slurm/cluster.sh start    install (if missing), configure, start, wait until the node is idle
 #   tests/slurm/cluster.sh status   daemons, node state; exit 0 only when the node accepts jobs
