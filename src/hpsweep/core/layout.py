@@ -76,6 +76,12 @@ class StudyPaths:
         return self.results_dir / "plan" / "lock.json"
 
     @property
+    def calibration(self) -> Path:
+        """This machine's measured costs per model shape and job start-up (ops.estimate),
+        which price a study's plan."""
+        return self.results_dir / "calibration"
+
+    @property
     def logs(self) -> Path:
         return self.results_dir / "logs"
 

@@ -80,13 +80,17 @@ class StageEstimate:
         return self.job_min / max(1, min(slots, self.jobs))
 
 
-def _shape(run_cfg: dict[str, Any], device: str, threads: int) -> dict[str, Any]:
+def _shape(run_cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
+           device: str, threads: int) -> dict[str, Any]:
+    """What a calibration's cost depends on: the model and its input and output sizes
+    (one results folder may hold studies of several datasets), the batch, the device."""
     t = run_cfg["train"]
     import torch
 
-    return {"model": run_cfg["model"], "batch_size": t["batch_size"], "augment": t["augment"],
-            "bf16": t["bf16"], "eval_batch_size": t["eval_batch_size"], "device": device,
-            "threads": threads, "torch": torch.__version__}
+    return {"model": run_cfg["model"], "input_shape": list(input_shape),
+            "num_classes": num_classes, "batch_size": t["batch_size"],
+            "augment": t["augment"], "bf16": t["bf16"], "eval_batch_size": t["eval_batch_size"],
+            "device": device, "threads": threads, "torch": torch.__version__}
 
 
 def calibrate(run_cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
@@ -102,7 +106,7 @@ def calibrate(run_cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes
 
     device = resolve_device(run_cfg.get("device", "auto"))
     threads = torch_threads(TRAIN_THREADS)
-    shape = _shape(run_cfg, device_name(device), threads)
+    shape = _shape(run_cfg, input_shape, num_classes, device_name(device), threads)
     if members > 1:  # alone, the key (and the cache files) stay as they were
         shape["members"] = members
     key = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
@@ -258,7 +262,7 @@ def study_inputs(study: Study, *, fresh: bool = False,
                  cost_of: Callable[..., Cost] = calibrate) -> _Inputs:
     params = study.params
     counts, shape, classes = dataset_sizes(study)
-    cache = study.paths.results_dir / "calibration"
+    cache = study.paths.calibration
     return _Inputs(study, counts, shape, classes, cache, job_startup_s(cache),
                    job_startup_s(cache, "light"),
                    make_run(params, {}, params.study.seeds[0]).config,
@@ -372,18 +376,36 @@ class _FinalRuns:
 
 def final_runs(x: _Inputs) -> _FinalRuns:
     """Optuna's best once it exists; before that the draws from the space and its
-    costliest corners (any of them may win), or the baseline."""
+    costliest corners (any of them may win). Without Optuna, the best sweep, grid or
+    config member (final.select) once every run is done; before that any of them."""
     params, counts = x.study.params, x.counts
     f = params.final
     n_train = counts["train"] + (counts["val"] if f.train_on_val else 0)
     best = OptunaLayout(x.study).best_params_path
-    if params.optuna.enabled and best.is_file() and not x.fresh:
+    if not params.optuna.enabled:
+        configs = _sweep_candidates(x)
+    elif best.is_file() and not x.fresh:
         configs = [json.loads(best.read_text())["config"]]
-    elif params.optuna.enabled and x.draws:
+    elif x.draws:
         configs = x.draws + _costliest_corners(x, n_train)
     else:
         configs = [x.base]
     return _FinalRuns([(c, _final_epochs(x, c)) for c in configs], n_train)
+
+
+def _sweep_candidates(x: _Inputs) -> list[dict[str, Any]]:
+    """The run configs the final seeds may retrain without Optuna: the chosen member's
+    once every planned run is done (and not planning), else every member's (a named
+    config of 20 epochs or the widest sweep value may win)."""
+    from hpsweep.final.select import best_choice
+
+    study = x.study
+    runs = study.plan.runs
+    if not x.fresh and all(read_metrics(study.paths.run_dir(r)) for r in runs):
+        overrides = best_choice(study)["overrides"]
+        return [make_run(study.params, overrides, study.params.study.seeds[0]).config]
+    return list({json.dumps(s.config, sort_keys=True): s.config
+                 for s in runs.values()}.values())
 
 
 def _final_epochs(x: _Inputs, cfg: dict[str, Any]) -> int:

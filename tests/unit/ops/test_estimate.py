@@ -254,3 +254,41 @@ def test_a_space_that_chooses_the_arch_has_a_costliest_corner_per_arch(tmp_path)
     assert corners.keys() == {"mlp", "cnn"}
     assert (corners["cnn"]["channels"], corners["cnn"]["kernel_size"]) == ([4, 8], 3)
     assert corners["mlp"]["depth"] == 2 and "channels" not in corners["mlp"]
+
+
+def test_a_calibration_is_cached_per_input_shape_and_classes(study, tmp_path):
+    """One results folder may price studies of several datasets: a 28 x 28 MLP's cost is
+    not a 64 x 64 x 3 one's, so the cache keys on the input shape and classes too."""
+    cfg, cache = est.study_inputs(study).base, tmp_path / "cache"
+    est.calibrate(cfg, (1, 8, 8), 4, cache)
+    est.calibrate(cfg, (3, 8, 8), 4, cache)
+    est.calibrate(cfg, (3, 8, 8), 6, cache)
+    shapes = [json.loads(p.read_text())["shape"] for p in cache.glob("*.json")]
+    assert sorted((s["input_shape"], s["num_classes"]) for s in shapes) == [
+        ([1, 8, 8], 4), ([3, 8, 8], 4), ([3, 8, 8], 6)]
+
+
+def test_without_optuna_the_final_is_priced_at_the_costliest_member_until_one_is_chosen(
+        tmp_path):
+    """Without Optuna the final seeds retrain the best sweep/grid/config member
+    (final.select), which may be the widest or the longest: until the sweeps are done
+    they are priced at the costliest member, then at the one chosen."""
+    study = with_manifest(make_study(tmp_path, optuna={"enabled": False}, sweeps={
+        "width": {"param": "model.width", "values": [8, 64]}}))
+
+    def cost_of(cfg, shape, num_classes, cache, members=1):  # the width decides
+        return est.Cost(1e-6 * cfg["model"]["width"], 0.0)
+
+    x = est.study_inputs(study, cost_of=cost_of)
+    widths = {c["model"]["width"] for c, _ in est.final_runs(x).candidates}
+    assert widths == {s.config["model"]["width"] for s in study.plan.runs.values()} >= {8, 64}
+    n_train = est.final_runs(x).n_train
+    at_64 = max(est._seed_seconds(x, c, n_train) for c, _ in est.final_runs(x).candidates
+                if c["model"]["width"] == 64)
+    seeds = len(study.params.final.seeds)
+    assert est.final_stage(x).job_min == pytest.approx(
+        (seeds * (at_64 + x.startup) + x.startup) / 60)
+    for run_id, spec in study.plan.runs.items():  # the narrow one validated best
+        fake_complete_run(study, run_id, 0.9 if spec.config["model"]["width"] == 8 else 0.8)
+    chosen = est.final_runs(x).candidates
+    assert [c["model"]["width"] for c, _ in chosen] == [8]
