@@ -87,8 +87,7 @@ def make_plan(written: Study, *, slots: int | None = None,
     least = fixed + sweeps(1) + optuna(1)
     if b < least:
         raise ParamsError([f"study.budget = {b:g} min is too small for this study on this "
-                           f"machine: one sweep epoch, one Optuna trial, the final seeds, "
-                           f"their control and the report need {least:.1f} min; set "
+                           f"machine: {_least_study(params)} need {least:.1f} min; set "
                            f"study.budget >= {math.ceil(least)} (or 0 for the fidelities as "
                            f"written)"])
     share = left * (SWEEP_SHARE if params.optuna.enabled else 1.0)
@@ -104,7 +103,8 @@ def make_plan(written: Study, *, slots: int | None = None,
         o = params.optuna
         share_min = left - sweeps(e)
         per_worker = share_min * min(p.slots, o.n_workers) / o.n_workers
-        per_worker = math.floor(per_worker * 10) / 10
+        # a tenth of a minute at least: 0 would mean no limit
+        per_worker = max(0.1, math.floor(per_worker * 10) / 10)
         chosen["optuna.minutes"] = min(o.minutes, per_worker) if o.minutes else per_worker
     planned = p.stages(chosen)
     return {
@@ -116,6 +116,18 @@ def make_plan(written: Study, *, slots: int | None = None,
         "total_minutes": round(sum(p.wall(s) for s in planned), 2),
         "as_written_minutes": round(sum(p.wall(s) for s in by.values()), 2),
     }
+
+
+def _least_study(params: Params) -> str:
+    """What the least budget pays for, as the stages are enabled."""
+    parts = ["one sweep epoch"]
+    if params.optuna.enabled:
+        parts.append("one Optuna trial")
+    if params.final.enabled:
+        parts.append("the final seeds")
+        if params.final.control:
+            parts.append("their control")
+    return ", ".join(parts) + " and the report"
 
 
 def _largest(cap: int, fits) -> int:
@@ -157,7 +169,7 @@ def plan_and_freeze(written: Study, *, update: bool = False, cost_of=est.calibra
 
 
 def _drop_calibration(written: Study) -> None:
-    cache = written.paths.results_dir / "calibration"
+    cache = written.paths.calibration
     if cache.is_dir():
         for f in cache.glob("*.json"):
             f.unlink()

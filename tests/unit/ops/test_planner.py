@@ -85,8 +85,36 @@ def test_a_budget_too_small_for_one_run_names_the_minimum(written):
         planner.make_plan(study, cost_of=fake_cost(), slots=1)
     msg = str(e.value)
     assert "\n" not in msg and "too small" in msg and "set study.budget >= " in msg
+    assert "one sweep epoch, one Optuna trial, the final seeds, their control" in msg
     minimum = int(msg.split("set study.budget >= ")[1].split()[0])
     assert planner.make_plan(with_budget(written, minimum), cost_of=fake_cost(), slots=1)
+
+
+def test_workers_cut_short_get_a_time_limit_however_small_their_share(tmp_path):
+    """Eight workers on one job slot share a minute's Optuna: under a tenth each, which
+    must not round to optuna.minutes = 0 (no limit)."""
+    make_study(tmp_path, train={"epochs": 10}, optuna={"n_trials": 20, "epochs": 10,
+                                                       "n_workers": 8})
+    for kind in est.STARTUP_IMPORTS:
+        write_json(tmp_path / "results" / "calibration" / f"job_startup_{kind}.json",
+                   {"seconds": 1.0})
+    study = Study.as_written(tmp_path / "params.toml", root=tmp_path)
+    with pytest.raises(ParamsError) as e:
+        planner.make_plan(with_budget(study, 0.01), cost_of=fake_cost(), slots=1)
+    minimum = int(str(e.value).split("set study.budget >= ")[1].split()[0])
+    lock = planner.make_plan(with_budget(study, minimum), cost_of=fake_cost(), slots=1)
+    assert lock["chosen"]["optuna.n_trials"] < 20 and lock["chosen"]["optuna.minutes"] > 0
+
+
+def test_the_minimum_names_only_the_stages_the_study_runs(tmp_path):
+    make_study(tmp_path, optuna={"enabled": False}, final={"control": False})
+    for kind in est.STARTUP_IMPORTS:
+        write_json(tmp_path / "results" / "calibration" / f"job_startup_{kind}.json",
+                   {"seconds": 1.0})
+    study = with_budget(Study.as_written(tmp_path / "params.toml", root=tmp_path), 0.01)
+    with pytest.raises(ParamsError, match="machine: one sweep epoch, the final seeds and the "
+                                          "report need"):
+        planner.make_plan(study, cost_of=fake_cost(), slots=1)
 
 
 def test_the_lock_survives_a_slower_machine_until_update(written):
