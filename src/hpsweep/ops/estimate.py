@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -76,8 +77,10 @@ class StageEstimate:
     done: int = 0  # runs already complete (counted with their measured time)
 
     def wall_min(self, slots: int) -> float:
-        """Minutes with ``slots`` training jobs at once."""
-        return self.job_min / max(1, min(slots, self.jobs))
+        """Minutes with ``slots`` training jobs at once. They run in rounds: 3 seeds on 2
+        slots take two seeds' time, not one and a half."""
+        jobs = max(1, self.jobs)
+        return self.job_min * math.ceil(jobs / max(1, slots)) / jobs
 
 
 def _shape(run_cfg: dict[str, Any], input_shape: tuple[int, ...], num_classes: int,
@@ -357,8 +360,10 @@ def optuna_stage(x: _Inputs) -> StageEstimate:
     jobs_s = (o.n_workers + 2) * x.startup  # setup, the workers, collect
     job_s = trial_lengths(o, o.n_trials, min(finished, o.n_trials)) * trial_seconds(x) + jobs_s
     epochs = {c["train"]["epochs"] for c in (x.draws or [x.base])}
+    # workers beyond the trials left find nothing to train (their jobs' start-ups count)
+    training = max(1, min(o.n_workers, o.n_trials - finished))
     return StageEstimate(STAGES["optuna"], o.n_trials, _span(epochs), _trial_split(x)[0],
-                         job_s / 60, o.n_workers, min(finished, o.n_trials))
+                         job_s / 60, training, min(finished, o.n_trials))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,10 @@ yet, so the same params on the same machine give the same plan.
               stage's share is spent (a slower machine trains fewer trials, on time)
     then    = if Optuna got all its trials, the sweeps take what is left (up to the cap)
 
+Each candidate is priced whole at its sweep epochs: the trials train them where
+optuna.epochs = 0, and so do the final seeds and the control where final.epochs = 0
+and no Optuna chooses (the best sweep member wins).
+
 Values written in a run's overrides stay as written (a sweep over train.epochs, a
 named config's epochs). A plan that fits as written is the study as written: nothing
 is lowered and optuna.minutes keeps its value. The result is frozen by core.budget.
@@ -21,6 +25,7 @@ is lowered and optuna.minutes keeps its value. The result is frozen by core.budg
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -71,37 +76,45 @@ def make_plan(written: Study, *, slots: int | None = None,
     cap_e, cap_n = bounds["train.epochs"], bounds["optuna.n_trials"]
     as_written = p.stages(bounds)
     by = {s.stage: s for s in as_written}
-    fixed = sum(p.wall(s) for s in as_written
-                if s.stage in (STAGES["final"], STAGES["control"], STAGES["report"]))
-    left = b - fixed
 
-    # a candidate prices only the stage it changes
+    # Every price is at the candidate's sweep epochs e: trials train them where
+    # optuna.epochs = 0, and the final seeds (and the control) where final.epochs = 0 and
+    # the winner is a sweep member (no Optuna). A candidate prices only what it changes.
+    @functools.cache
+    def left(e: int) -> float:
+        """The budget less the final seeds, the control and the report."""
+        return b - sum(p.wall(s) for s in p.stages({**bounds, "train.epochs": e})
+                       if s.stage in (STAGES["final"], STAGES["control"], STAGES["report"]))
+
+    @functools.cache
     def sweeps(e: int) -> float:
         return p.wall(est.sweeps_stage(p.inputs({**bounds, "train.epochs": e})))
 
-    def optuna(n: int) -> float:
+    @functools.cache
+    def optuna(n: int, e: int) -> float:
         if not params.optuna.enabled:
             return 0.0
-        return p.wall(est.optuna_stage(p.inputs({**bounds, "optuna.n_trials": n})))
+        chosen = {**bounds, "train.epochs": e, "optuna.n_trials": n}
+        return p.wall(est.optuna_stage(p.inputs(chosen)))
 
-    least = fixed + sweeps(1) + optuna(1)
+    least = b - left(1) + sweeps(1) + optuna(1, 1)
     if b < least:
         raise ParamsError([f"study.budget = {b:g} min is too small for this study on this "
                            f"machine: {_least_study(params)} need {least:.1f} min; set "
                            f"study.budget >= {math.ceil(least)} (or 0 for the fidelities as "
                            f"written)"])
-    share = left * (SWEEP_SHARE if params.optuna.enabled else 1.0)
-    e = _largest(cap_e, lambda e: sweeps(e) <= share) or 1
+    share = SWEEP_SHARE if params.optuna.enabled else 1.0
+    e = _largest(cap_e, lambda e: sweeps(e) <= share * left(e)) or 1
     if params.optuna.enabled:
-        e = min(e, _largest(cap_e, lambda e: sweeps(e) + optuna(1) <= left) or 1)
-    n = _largest(cap_n, lambda n: sweeps(e) + optuna(n) <= left) if params.optuna.enabled \
-        else cap_n
+        e = min(e, _largest(cap_e, lambda e: sweeps(e) + optuna(1, e) <= left(e)) or 1)
+    n = _largest(cap_n, lambda n: sweeps(e) + optuna(n, e) <= left(e)) \
+        if params.optuna.enabled else cap_n
     if n == cap_n:  # Optuna has all it asked for: the sweeps may use the rest
-        e = _largest(cap_e, lambda e: sweeps(e) + optuna(n) <= left) or e
+        e = _largest(cap_e, lambda e: sweeps(e) + optuna(n, e) <= left(e)) or e
     chosen = {**bounds, "train.epochs": e, "optuna.n_trials": n}
     if params.optuna.enabled and n < cap_n:
         o = params.optuna
-        share_min = left - sweeps(e)
+        share_min = left(e) - sweeps(e)
         per_worker = share_min * min(p.slots, o.n_workers) / o.n_workers
         # a tenth of a minute at least: 0 would mean no limit
         per_worker = max(0.1, math.floor(per_worker * 10) / 10)
@@ -153,6 +166,7 @@ def plan_and_freeze(written: Study, *, update: bool = False, cost_of=est.calibra
     """(the lock, whether it was made now): the frozen one while it is current, else a
     new plan, written. ``update``: re-plan (and recalibrate) regardless."""
     params: Params = written.params
+    written.paths.calibration.mkdir(parents=True, exist_ok=True)  # the DVC plan stage's output
     if not params.study.budget:
         lock = {"version": budget.LOCK_VERSION, "budget": 0, "chosen": {}}
         if budget.read_lock(written.paths.plan_lock) != lock:

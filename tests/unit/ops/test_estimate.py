@@ -292,3 +292,13 @@ def test_without_optuna_the_final_is_priced_at_the_costliest_member_until_one_is
         fake_complete_run(study, run_id, 0.9 if spec.config["model"]["width"] == 8 else 0.8)
     chosen = est.final_runs(x).candidates
     assert [c["model"]["width"] for c, _ in chosen] == [8]
+
+
+def test_jobs_run_in_rounds_and_workers_without_a_trial_train_nothing(study):
+    """3 equal jobs on 2 slots take two jobs' time; one trial left keeps one worker busy
+    however many there are."""
+    assert est.StageEstimate("s", 3, "-", 0, 3.0, 3).wall_min(2) == pytest.approx(2.0)
+    assert est.StageEstimate("s", 4, "-", 0, 4.0, 4).wall_min(2) == pytest.approx(2.0)
+    assert est.StageEstimate("s", 2, "-", 0, 2.0, 2).wall_min(4) == pytest.approx(1.0)
+    study.params.optuna.n_trials, study.params.optuna.n_workers = 1, 2
+    assert est.optuna_stage(est.study_inputs(study)).jobs == 1

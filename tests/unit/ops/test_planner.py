@@ -191,3 +191,30 @@ def test_status_shows_the_frozen_plan(written):
     assert f"Budget: {lock['budget']:g} min, planned {lock['total_minutes']:.1f} min" in text
     changed = [f"{k} = {v}" for k, v in lock["chosen"].items() if v != lock["bounds"][k]]
     assert changed and all(c in text for c in changed)
+
+
+@pytest.mark.parametrize("section", ["optuna", "final"])
+def test_trials_or_final_seeds_at_the_sweeps_epochs_are_priced_at_the_chosen_ones(
+        tmp_path, section):
+    """With optuna.epochs = 0 the trials train train.epochs, and without Optuna (final.epochs
+    = 0) the final seeds and the control do: each candidate is priced at its own epochs,
+    not at the bound, so the plan fills the budget and fits it."""
+    sections = {"train": {"epochs": 10}, "optuna": {"n_trials": 20, "epochs": 0},
+                "final": {"epochs": 0}}
+    if section == "final":
+        sections["optuna"] = {"enabled": False}
+    make_study(tmp_path, **sections)
+    for kind in est.STARTUP_IMPORTS:
+        write_json(tmp_path / "results" / "calibration" / f"job_startup_{kind}.json",
+                   {"seconds": 1.0})
+    study = Study.as_written(tmp_path / "params.toml", root=tmp_path)
+    study = with_budget(study, round(0.25 * as_written_minutes(study), 2))
+    lock = planner.make_plan(study, cost_of=fake_cost(), slots=1)
+    chosen, b = lock["chosen"], study.params.study.budget
+    assert lock["total_minutes"] <= b
+    assert chosen["train.epochs"] < 10
+    cut = section == "optuna" and chosen["optuna.n_trials"] < 20
+    more = {**chosen, "optuna.n_trials": chosen["optuna.n_trials"] + 1} if cut \
+        else {**chosen, "train.epochs": chosen["train.epochs"] + 1}
+    priced = planner._Pricing(study, 1, fake_cost()).stages(more)
+    assert sum(s.wall_min(1) for s in priced) > b, "one more trial or epoch would have fitted"
