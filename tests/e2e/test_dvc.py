@@ -286,6 +286,25 @@ def test_an_optuna_final_and_report_key_under_exp_run(project):
 
 
 @needs_real_data
+def test_a_new_final_seed_trains_alone(project):
+    """results/final persists between runs of its stage: DVC deletes a plain output
+    before it reruns the stage, and every final and control seed would retrain."""
+    restore_baseline(project)
+    kept = [project / "results/final/seed_0/metrics.json",
+            project / "results/final/control/seed_0/metrics.json"]
+    before = [p.read_text() for p in kept]
+    params = workspace_params(project)
+    params["final"]["seeds"] = [0, 1]
+    (project / "params.toml").write_text(tomli_w.dumps(params))
+    run(project, "dvc", "repro")
+    assert [p.read_text() for p in kept] == before
+    assert (project / "results/final/seed_1/metrics.json").is_file()
+    final = json.loads((project / "results/final/summary.json").read_text())
+    assert final["made_from"] == made_from_of(project, params, "final_summary")
+    restore_baseline(project)
+
+
+@needs_real_data
 def test_push_pull_round_trip(project, tmp_path):
     remote = tmp_path / "remote"
     run(project, "dvc", "remote", "add", "-d", "-f", "local", str(remote))

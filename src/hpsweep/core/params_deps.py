@@ -109,9 +109,12 @@ RULES: dict[str, RuleParams] = {r.rule: r for r in [
     RuleParams("summary_tables", "sweeps", _keys(RUN_CONFIG, PLAN, "report.top_k", _RES),
                after=("summarize", "extract_run"),
                reads="analysis.tables.write_summary_tables (shortlist: report.top_k)"),
+    # n_trials: promotion queues no more trials than the study has room for, so a raised
+    # n_trials may promote what a smaller one left out
     RuleParams("optuna_setup", "optuna", _keys(OPTUNA_STUDY, "optuna.warm_start",
-                                               "optuna.promote"),
-               after=("summarize", "prepare_data"), reads="tuning.worker.setup_study"),
+                                               "optuna.promote", "optuna.n_trials"),
+               after=("summarize", "prepare_data"),
+               reads="tuning.worker.setup_study (tuning.promotion.promote: room in n_trials)"),
     RuleParams("optuna_worker", "optuna", _keys(
         OPTUNA_STUDY, "optuna.warm_start", "optuna.n_trials", "optuna.pruner", "optuna.seed",
         "optuna.minutes"),

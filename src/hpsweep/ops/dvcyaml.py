@@ -59,7 +59,8 @@ class Stage:
             return {"desc": self.desc, "cmd": self.cmd,
                     "deps": [d.format(**folders) for d in self.deps],
                     "params": [{"params.toml": outermost(self.params)}],
-                    "outs": [o.format(**folders) for o in self.outs]}
+                    "outs": [*(o.format(**folders) for o in self.outs),
+                             *({p.format(**folders): {"persist": True}} for p in self.persist)]}
         # the rules that may train a rule's jobs in packs (core.packs)
         packs = [p for r in self.rules for p in PACK_RULES_OF.get(r, [])]
         allowed = " ".join([*self.rules, *packs])
@@ -128,7 +129,11 @@ STAGES = [
         deps=["{data}/prepared", "src/hpsweep/ops/planner.py", "src/hpsweep/ops/estimate.py",
               "src/hpsweep/core/budget.py"],
         params=PLAN_INPUTS,
-        outs=[PLAN_LOCK],
+        # Both persist. The lock: deleted before the stage reruns (an edit of the planner's
+        # code), it would be re-planned, and the plan is frozen until its params change or
+        # `hpsweep plan --update`. The calibration: a queued experiment's workspace gets it
+        # back, so a re-plan there prices with the same costs, not a new noisy calibration.
+        persist=[PLAN_LOCK, "{results}/calibration"],
     ),
     Stage(
         name="sweeps",
@@ -140,7 +145,9 @@ STAGES = [
         # runs (persist) cannot mix results of other params or code.
         persist=["{results}/runs"],
         outs=["{results}/summary"],
-        # After a DVC restore, re-stamp complete runs so Snakemake sees them as done.
+        # After a DVC restore, re-stamp complete runs so Snakemake sees them as done. Only
+        # here, before the first stage that trains: the later stages must see what the
+        # earlier ones of the same repro rewrote as newer (sync would mark it all done).
         before="hpsweep runs sync --params params.toml",
     ),
     Stage(
@@ -159,14 +166,21 @@ STAGES = [
         target="final_summary",
         deps=[PLAN_LOCK, "{data}/prepared", "{results}/optuna", *LIBRARY_CORE, *TRAINER,
               "src/hpsweep/final"],
-        outs=["{results}/final"],
+        # Kept between runs, so a new seed trains alone and a killed seed resumes from its
+        # last.pt: a seed's checkpoint carries its config, seed, data and engine, and one
+        # of another config is not resumed (training.checkpoint); its rule reruns on a new
+        # best configuration or a changed params stamp.
+        persist=["{results}/final"],
     ),
     Stage(
         name="report",
         desc="Figures and the Markdown report.",
         target="report",
         deps=[PLAN_LOCK, "{results}/summary", "{results}/optuna", "{results}/final",
-              "src/hpsweep/analysis/plots.py", "src/hpsweep/analysis/report.py"],
+              *LIBRARY_CORE, "src/hpsweep/training/runstore.py",
+              *(f"src/hpsweep/analysis/{m}.py" for m in ("plots", "extract", "report",
+                                                         "report_sweeps", "report_value",
+                                                         "markdown", "tables"))],
         # Not the whole reports folder: git keeps its README.
         outs=["{reports}/report.md", "{reports}/figures"],
     ),

@@ -48,7 +48,8 @@ def test_a_dry_run_leaves_the_real_stamps_alone(tmp_path):
     dry = params_deps.write_stamps(changed, res, dryrun=True)
     assert {p: (Path(p).read_text(), Path(p).stat().st_mtime_ns) for p in real.values()} == before
     moved = {r for r in dry if dry[r] != real[r]}
-    assert moved == {"optuna_worker", "report"}  # the rules reading n_trials point elsewhere
+    # the rules reading n_trials point elsewhere (setup: promotion fills the room it leaves)
+    assert moved == {"optuna_setup", "optuna_worker", "report"}
     assert json.loads(Path(dry["optuna_worker"]).read_text())["params"]["optuna.n_trials"] == 9
 
 
@@ -76,7 +77,8 @@ def test_deps_prints_what_each_key_reruns(capsys):
     assert lines["report.title"].split(None, 1)[1] == "report | report"
     assert "nothing (where the files come from" in lines["data.mirrors"]
     assert lines["optuna.n_trials"].split(None, 1)[1] == (
-        "optuna_worker, optuna_collect, final_run, control_run, final_summary, report, "
+        "optuna_setup, optuna_worker, optuna_collect, final_run, control_run, final_summary, "
+        "report, "
         "mlflow_export | optuna, report")
 
 
