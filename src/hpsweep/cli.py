@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hpsweep import __version__
 from hpsweep.core.layout import StudyPaths
+from hpsweep.core.params_deps import STAGE_SWITCH
 from hpsweep.core.schema import ParamsError, load_params
 
 DEFAULT_PARAMS = "params.toml"
@@ -158,6 +159,17 @@ def _cmd_deps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stage_on(args: argparse.Namespace) -> int:
+    """Exit 0 when the DVC stage's switch is on, 1 when it is off (dvc.yaml's commands)."""
+    from hpsweep.core.params_deps import value_at
+
+    key = STAGE_SWITCH[args.stage]
+    if value_at(load_params(args.params).model_dump(mode="json"), key):
+        return 0
+    print(f"{args.stage}: off ({key} = false), nothing to run")
+    return 1
+
+
 def _cmd_dvc_yaml(args: argparse.Namespace) -> int:
     from hpsweep.core.atomic import write_text
     from hpsweep.ops.dvcyaml import render
@@ -274,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                 params)
     p.add_argument("--output", default="dvc.yaml")
     p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    p = command(sub, "stage-on", _cmd_stage_on, "exit 0 if a DVC stage is switched on, 1 if "
+                "its params switch it off (dvc.yaml runs it)", params)
+    p.add_argument("stage", choices=sorted(STAGE_SWITCH))
 
     for name, func, help in (
             ("bench", _cmd_bench, "training speed, ours vs. the seed-style loop (`bench --help`; "

@@ -305,6 +305,29 @@ def test_a_new_final_seed_trains_alone(project):
 
 
 @needs_real_data
+def test_a_stage_switched_off_trains_nothing(project):
+    """optuna.enabled / final.enabled = false: their DVC stages run no Snakemake target
+    (which would build the stage anyway), though other keys of theirs changed too, and
+    no final metrics of an earlier run stay behind as this one's."""
+    restore_baseline(project)
+    trials = lambda: sorted(project.glob("results/optuna/*/*/trials/*"))  # noqa: E731
+    before = trials()
+    params = workspace_params(project)
+    params["optuna"].update(enabled=False, n_trials=params["optuna"]["n_trials"] + 2)
+    params["final"].update(enabled=False, seeds=[0, 1])
+    (project / "params.toml").write_text(tomli_w.dumps(params))
+    run(project, "dvc", "repro")
+    assert trials() == before
+    assert not (project / "results/final/seed_1").exists()
+    assert not (project / "results/final/summary.json").exists()
+    report = (project / "reports/report.md").read_text()
+    assert "Not run (`optuna.enabled = false`)" in report
+    assert "Not run (`final.enabled = false`)" in report
+    assert "up to date" in run(project, "dvc", "repro")
+    restore_baseline(project)
+
+
+@needs_real_data
 def test_push_pull_round_trip(project, tmp_path):
     remote = tmp_path / "remote"
     run(project, "dvc", "remote", "add", "-d", "-f", "local", str(remote))

@@ -150,6 +150,9 @@ RULES: dict[str, RuleParams] = {r.rule: r for r in [
 ]}
 
 STAGES = ("data", "sweeps", "optuna", "final", "report", "tracking")
+# The key that switches a DVC stage off: its command then runs nothing (dvc.yaml, `hpsweep
+# stage-on`), so the stage depends on it too. (The tracking stage's rule reads its own.)
+STAGE_SWITCH = {"optuna": "optuna.enabled", "final": "final.enabled"}
 
 
 def rules_of(stage: str) -> list[str]:
@@ -186,8 +189,9 @@ def rules_in_dag(params: Params) -> set[str]:
 def stage_params(stage: str) -> list[str]:
     """The params.toml keys a DVC stage depends on: its rules' keys, with a section
     listed once when the whole section is (dvc.yaml's `params:`)."""
+    switch = (STAGE_SWITCH[stage],) if stage in STAGE_SWITCH else ()
     return outermost(tuple(k for rule in rules_of(stage)
-                           for k in (*RULES[rule].keys, *RULES[rule].jobs)))
+                           for k in (*RULES[rule].keys, *RULES[rule].jobs)) + switch)
 
 
 def outermost(keys: tuple[str, ...]) -> list[str]:

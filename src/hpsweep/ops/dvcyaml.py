@@ -19,7 +19,7 @@ import yaml
 
 from hpsweep.core.budget import PLAN_INPUTS
 from hpsweep.core.packs import PACK_RULES_OF
-from hpsweep.core.params_deps import outermost, rules_of, stage_params
+from hpsweep.core.params_deps import STAGE_SWITCH, outermost, rules_of, stage_params
 from hpsweep.core.schema import Params
 
 # The inner Snakemake: the local profile (rerun policy, keep-going, gpu=1).
@@ -68,10 +68,23 @@ class Stage:
         cmd = f"{SNAKEMAKE}{force} --allowed-rules {allowed} -- {self.target}"
         if self.before:
             cmd = f"{self.before} && {cmd}"
+        folders = _folders(params)
+        if self.name in STAGE_SWITCH:
+            # Switched off (optuna.enabled / final.enabled = false), the stage trains
+            # nothing: its target rule would build the stage anyway. Its outputs exist, for
+            # DVC to record, without a metrics file of an earlier run that `dvc exp show`
+            # would show as this one's; invalid params fail the stage (exit 2).
+            dirs = [*(p.format(**folders) for p in (*self.outs, *self.persist)),
+                    f"{folders['results']}/params/{self.name}"]
+            off = f"mkdir -p {' '.join(dirs)}"
+            stale = [m for m in metrics(params) if any(m.startswith(d + "/") for d in dirs)]
+            if stale:
+                off += f" && rm -f {' '.join(stale)}"
+            cmd = (f"hpsweep stage-on {self.name} --params params.toml; case $? in "
+                   f"0) {cmd} ;; 1) {off} ;; *) exit 2 ;; esac")
         rule_files = sorted({f"workflow/rules/{RULE_FILES[r]}.smk" for r in self.rules})
         scripts = list(dict.fromkeys(f"workflow/scripts/{s}.py" for r in self.rules
                                      for s in RULE_SCRIPTS[r]))
-        folders = _folders(params)
         deps = [d.format(**folders) for d in self.deps]
         d: dict = {"desc": self.desc, "cmd": cmd,
                    "deps": [*deps, *rule_files, *scripts],
@@ -164,8 +177,9 @@ STAGES = [
         desc="Retrain the best configuration and the baseline control with final.seeds; "
              "test accuracy ± 95 % CI, gain over the control.",
         target="final_summary",
-        deps=[PLAN_LOCK, "{data}/prepared", "{results}/optuna", *LIBRARY_CORE, *TRAINER,
-              "src/hpsweep/final"],
+        # without Optuna (optuna.enabled = false) the sweeps' best is retrained
+        deps=[PLAN_LOCK, "{data}/prepared", "{results}/summary", "{results}/optuna",
+              *LIBRARY_CORE, *TRAINER, "src/hpsweep/final"],
         # Kept between runs, so a new seed trains alone and a killed seed resumes from its
         # last.pt: a seed's checkpoint carries its config, seed, data and engine, and one
         # of another config is not resumed (training.checkpoint); its rule reruns on a new
