@@ -424,7 +424,8 @@ def _seed_seconds(x: _Inputs, cfg: dict[str, Any], n_train: int) -> float:
 
 
 def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
-    """Per model.arch among the draws, its first draw with every dimension of the space
+    """Per model.arch the space may choose, its first draw (one drawn for it where the
+    draws have none) with every dimension of the space
     that can change a run's cost (Dim.extremes) moved, one at a time in the space's
     order, to the value that makes a final seed costliest. Five draws need not hold the
     corner (those of the default space, when it still had depth 2-3, held no 1024 x 3
@@ -437,7 +438,7 @@ def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
     params, tuner = x.study.params, Tuner(x.study)
     space, seed = tuner.space, tuner.trial_seed  # as _space_draws and the trials have them
     corners, archs = [], set()
-    for draw in x.draws:
+    for draw in [*x.draws, *_arch_draws(x, tuner)]:
         arch = draw["model"].get("arch", space.base_arch)
         values = space.values_of(draw)
         if arch in archs or values is None:
@@ -459,6 +460,34 @@ def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
                 _, values[dim.key], cfg = max(priced, key=lambda p: p[0])
         corners.append(cfg)
     return corners
+
+
+def _arch_draws(x: _Inputs, tuner) -> list[dict[str, Any]]:
+    """A seeded draw for each model.arch the space may choose that x.draws lack (five
+    draws of a two-family space miss one family about once in sixteen)."""
+    import optuna
+
+    from hpsweep.core.schema import ParamsError
+    from hpsweep.tuning.space import trial_overrides
+
+    space, params = tuner.space, x.study.params
+    arch = next((d for d in space.dims if d.key == "model.arch"), None)
+    if arch is None:
+        return []
+    drawn = {c["model"].get("arch", space.base_arch) for c in x.draws}
+    draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    out = []
+    for choice in arch.extremes():  # every choice of the categorical
+        for _ in range(SPACE_DRAWS * 4 if choice not in drawn else 0):
+            draws.enqueue_trial({arch.key: arch.encode(choice)})
+            values = space.suggest(draws.ask())
+            try:
+                out.append(make_run(params, trial_overrides(params, values),
+                                    tuner.trial_seed).config)
+                break
+            except ParamsError:
+                continue
+    return out
 
 
 def _seed_pack(x: _Inputs) -> int:

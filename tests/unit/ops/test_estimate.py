@@ -254,6 +254,12 @@ def test_a_space_that_chooses_the_arch_has_a_costliest_corner_per_arch(tmp_path)
     assert corners.keys() == {"mlp", "cnn"}
     assert (corners["cnn"]["channels"], corners["cnn"]["kernel_size"]) == ([4, 8], 3)
     assert corners["mlp"]["depth"] == 2 and "channels" not in corners["mlp"]
+    # draws that miss a family: it gets a corner of its own all the same
+    x.draws = [c for c in x.draws if c["model"]["arch"] == "mlp"]
+    corners = {c["model"]["arch"]: c["model"]
+               for c, _ in est.final_runs(x).candidates[len(x.draws):]}
+    assert corners.keys() == {"mlp", "cnn"}
+    assert (corners["cnn"]["channels"], corners["cnn"]["kernel_size"]) == ([4, 8], 3)
 
 
 def test_a_calibration_is_cached_per_input_shape_and_classes(study, tmp_path):
