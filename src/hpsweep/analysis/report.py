@@ -177,7 +177,7 @@ def _optuna(doc: Doc, study: Study) -> dict | None:
     doc.add("## Optuna refinement")
     optuna = OptunaLayout(study)
     best = _read_json(optuna.best_params_path)
-    if not study.params.optuna.enabled and best is None:
+    if not study.params.optuna.enabled:  # an earlier run's results are not this study's
         doc.add("Not run (`optuna.enabled = false`).")
         return None
     if best is None:
@@ -220,13 +220,14 @@ def _optuna(doc: Doc, study: Study) -> dict | None:
     return {"value": value, "params": params, "trials": tr}
 
 
-def _final(doc: Doc, study: Study) -> dict | None:
+def _final(doc: Doc, study: Study, final: dict | None) -> dict | None:
+    """The final retrain's section from its summary (``final``: _final_summary's)."""
     doc.add("## Final retrain")
-    path = summary_path(study)
-    final = _read_json(path)
+    if not study.params.final.enabled:
+        doc.add("Not run (`final.enabled = false`).")
+        return None
     if final is None:
-        doc.add("Not run (`final.enabled = false`)." if not study.params.final.enabled else
-                f"Not run: `{path}` does not exist yet.")
+        doc.add(f"Not run: `{summary_path(study)}` does not exist yet.")
         return None
     doc.add(f"The selected configuration retrained with seeds "
             f"{', '.join(map(str, study.params.final.seeds))} and evaluated once on the "
@@ -301,6 +302,12 @@ def _reproduce(doc: Doc, study: Study) -> None:
 # ------------------------------------------------------------------ entry point
 
 
+def _final_summary(study: Study) -> dict | None:
+    """The final retrain's summary; None where it did not run, or where final.enabled =
+    false (a summary an earlier run left is not this study's)."""
+    return _read_json(summary_path(study)) if study.params.final.enabled else None
+
+
 def build_report(study: Study, out: str | Path | None = None) -> str:
     """The report's Markdown; figure links are relative to `out` (reports/report.md)."""
     params = study.params
@@ -311,7 +318,7 @@ def build_report(study: Study, out: str | Path | None = None) -> str:
                         {n: f"{g.x.param} × {g.y.param}" for n, g in params.grids.items()})
     fails = failures(table)
     metrics = _runs_metrics(study)
-    final = _read_json(summary_path(study))
+    final = _final_summary(study)
     doc = Doc(out)
     doc.add(f"# {params.report.title}",
             f"Study `{params.study.name}` ({params.data.dataset}, {params.model.arch.upper()}), "
@@ -329,7 +336,7 @@ def build_report(study: Study, out: str | Path | None = None) -> str:
     _cost(doc, study, table)
     _confusion(doc, study, configs)
     opt = _optuna(doc, study)
-    fin = _final(doc, study)
+    fin = _final(doc, study, final)
     stages_section(doc, table, configs, opt, fin, study.plan_lock,
                    (_manifest(study).get("counts") or {}).get("val"),
                    trials_on_val=not study.params.optuna.cv_folds)

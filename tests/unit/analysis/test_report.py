@@ -134,9 +134,15 @@ def test_optuna_and_final_sections_render_when_their_files_exist(built):
             "run_config": {"model": {"width": 32}, "train": {"lr": 0.002}}}))
         # table cells are padded to their column's width: compare with single spaces
         text = re.sub(r" {2,}", " ", build_report(study))
+        # switched off, a stage's results of an earlier run are not shown as this study's
+        study.params.optuna.enabled = study.params.final.enabled = False
+        off = build_report(study)
     finally:
+        study.params.optuna.enabled = study.params.final.enabled = True
         for p in (od / "best_params.json", od / "trials.csv", fs):
             p.unlink(missing_ok=True)
+    assert "Not run (`optuna.enabled = false`)." in off and "Best trial" not in off
+    assert "Not run (`final.enabled = false`)." in off and "88.00 ± 1.00" not in off
     assert "Best trial: validation accuracy **90.00 %** (trial 1)." in text
     assert "| `train.lr` | 0.002 |" in text
     assert ("3 trials: COMPLETE 2, PRUNED 1. 1 warm-started from sweep/grid runs; 1 promoted "
