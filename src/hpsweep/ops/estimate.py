@@ -425,12 +425,12 @@ def _seed_seconds(x: _Inputs, cfg: dict[str, Any], n_train: int) -> float:
 
 def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
     """Per model.arch the space may choose, its first draw (one drawn for it where the
-    draws have none) with every dimension of the space
-    that can change a run's cost (Dim.extremes) moved, one at a time in the space's
-    order, to the value that makes a final seed costliest. Five draws need not hold the
-    corner (those of the default space, when it still had depth 2-3, held no 1024 x 3
-    at batch 128), and winners are often large: priced at the costliest draw, a
-    default study's final seeds (1024 x 2 at batch 128) ran 40 % over their price."""
+    draws have none) with every dimension of the space that can change a run's cost
+    (Dim.extremes) moved, one at a time in the space's order, to the value that makes a
+    final seed costliest. Five draws need not hold the corner (those of the default
+    space, when it still had depth 2-3, held no 1024 x 3 at batch 128), and winners are
+    often large: priced at the costliest draw, a default study's final seeds (1024 x 2
+    at batch 128) ran 40 % over their price."""
     from hpsweep.core.schema import ParamsError
     from hpsweep.tuning.space import trial_overrides
     from hpsweep.tuning.tuner import Tuner
@@ -478,7 +478,9 @@ def _arch_draws(x: _Inputs, tuner) -> list[dict[str, Any]]:
     draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     out = []
     for choice in arch.extremes():  # every choice of the categorical
-        for _ in range(SPACE_DRAWS * 4 if choice not in drawn else 0):
+        if choice in drawn:
+            continue
+        for _ in range(SPACE_DRAWS * 4):  # invalid combinations skipped, as in _space_draws
             draws.enqueue_trial({arch.key: arch.encode(choice)})
             values = space.suggest(draws.ask())
             try:
