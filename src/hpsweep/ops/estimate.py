@@ -183,27 +183,36 @@ def job_startup_s(cache_dir: Path, kind: str = "training") -> float:
     return seconds
 
 
+def _trial_config(tuner, values: dict[str, Any]) -> dict[str, Any] | None:
+    """The run config a trial with the space ``values`` trains, or None for a combination
+    no trial could train (a ParamsError: the workers skip those too)."""
+    from hpsweep.core.schema import ParamsError
+    from hpsweep.tuning.space import trial_overrides
+
+    params = tuner.params
+    try:
+        return make_run(params, trial_overrides(params, values), tuner.trial_seed).config
+    except ParamsError:
+        return None
+
+
 def _space_draws(study: Study) -> list[dict[str, Any]]:
     """Run configs of SPACE_DRAWS seeded random trials of the Optuna space (invalid
     combinations skipped, as the workers skip them)."""
     import optuna
 
-    from hpsweep.core.schema import ParamsError
-    from hpsweep.tuning.space import trial_overrides
     from hpsweep.tuning.tuner import Tuner
 
-    tuner, params = Tuner(study), study.params
+    tuner = Tuner(study)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     draws = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     configs: list[dict[str, Any]] = []
     for _ in range(SPACE_DRAWS * 4):
         if len(configs) == SPACE_DRAWS:
             break
-        overrides = trial_overrides(params, tuner.space.suggest(draws.ask()))
-        try:
-            configs.append(make_run(params, overrides, tuner.trial_seed).config)
-        except ParamsError:
-            continue
+        cfg = _trial_config(tuner, tuner.space.suggest(draws.ask()))
+        if cfg is not None:
+            configs.append(cfg)
     return configs
 
 
@@ -279,13 +288,19 @@ def estimate(study: Study, x: _Inputs | None = None) -> list[StageEstimate]:
     out = [sweeps_stage(x)]
     if study.params.optuna.enabled:
         out.append(optuna_stage(x))
-    if study.params.final.enabled:
+    return out + closing_stages(x)
+
+
+def closing_stages(x: _Inputs) -> list[StageEstimate]:
+    """The final seeds, their control and the report: what the budget planner prices
+    first, as what is left after the sweeps and Optuna."""
+    out = []
+    if x.study.params.final.enabled:
         runs = final_runs(x)  # read once for both stages
         out.append(final_stage(x, runs))
-        if study.params.final.control:
+        if x.study.params.final.control:
             out.append(control_stage(x, runs))
-    out.append(report_stage(x))
-    return out
+    return out + [report_stage(x)]
 
 
 def report_stage(x: _Inputs) -> StageEstimate:
@@ -431,12 +446,10 @@ def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
     space, when it still had depth 2-3, held no 1024 x 3 at batch 128), and winners are
     often large: priced at the costliest draw, a default study's final seeds (1024 x 2
     at batch 128) ran 40 % over their price."""
-    from hpsweep.core.schema import ParamsError
-    from hpsweep.tuning.space import trial_overrides
     from hpsweep.tuning.tuner import Tuner
 
-    params, tuner = x.study.params, Tuner(x.study)
-    space, seed = tuner.space, tuner.trial_seed  # as _space_draws and the trials have them
+    tuner = Tuner(x.study)
+    space = tuner.space  # as _space_draws and the trials have it
     corners, archs = [], set()
     for draw in [*x.draws, *_arch_draws(x, tuner)]:
         arch = draw["model"].get("arch", space.base_arch)
@@ -450,12 +463,9 @@ def _costliest_corners(x: _Inputs, n_train: int) -> list[dict[str, Any]]:
                 continue
             priced = []
             for value in dim.extremes():
-                try:
-                    c = make_run(params, trial_overrides(params, {**values, dim.key: value}),
-                                 seed).config
-                except ParamsError:  # a combination no trial could train
-                    continue
-                priced.append((_seed_seconds(x, c, n_train), value, c))
+                c = _trial_config(tuner, {**values, dim.key: value})
+                if c is not None:
+                    priced.append((_seed_seconds(x, c, n_train), value, c))
             if priced:
                 _, values[dim.key], cfg = max(priced, key=lambda p: p[0])
         corners.append(cfg)
@@ -467,10 +477,7 @@ def _arch_draws(x: _Inputs, tuner) -> list[dict[str, Any]]:
     draws of a two-family space miss one family about once in sixteen)."""
     import optuna
 
-    from hpsweep.core.schema import ParamsError
-    from hpsweep.tuning.space import trial_overrides
-
-    space, params = tuner.space, x.study.params
+    space = tuner.space
     arch = next((d for d in space.dims if d.key == "model.arch"), None)
     if arch is None:
         return []
@@ -482,13 +489,10 @@ def _arch_draws(x: _Inputs, tuner) -> list[dict[str, Any]]:
             continue
         for _ in range(SPACE_DRAWS * 4):  # invalid combinations skipped, as in _space_draws
             draws.enqueue_trial({arch.key: arch.encode(choice)})
-            values = space.suggest(draws.ask())
-            try:
-                out.append(make_run(params, trial_overrides(params, values),
-                                    tuner.trial_seed).config)
+            cfg = _trial_config(tuner, space.suggest(draws.ask()))
+            if cfg is not None:
+                out.append(cfg)
                 break
-            except ParamsError:
-                continue
     return out
 
 

@@ -33,7 +33,6 @@ from typing import Any
 
 from hpsweep.core import budget
 from hpsweep.core.atomic import write_json
-from hpsweep.core.layout import STAGES
 from hpsweep.core.schema import Params, ParamsError
 from hpsweep.core.study import Study
 from hpsweep.ops import estimate as est
@@ -83,8 +82,8 @@ def make_plan(written: Study, *, slots: int | None = None,
     @functools.cache
     def left(e: int) -> float:
         """The budget less the final seeds, the control and the report."""
-        return b - sum(p.wall(s) for s in p.stages({**bounds, "train.epochs": e})
-                       if s.stage in (STAGES["final"], STAGES["control"], STAGES["report"]))
+        x = p.inputs({**bounds, "train.epochs": e})
+        return b - sum(p.wall(s) for s in est.closing_stages(x))
 
     @functools.cache
     def sweeps(e: int) -> float:
