@@ -54,13 +54,17 @@ class Stage:
         return rules_of(self.name)
 
     def to_dict(self, params: Params) -> dict:
+        folders = _folders(params)
+        outs = [o.format(**folders) for o in self.outs]
+        persist = [p.format(**folders) for p in self.persist]
+        deps = [d.format(**folders) for d in self.deps]
         if self.cmd:
-            folders = _folders(params)
-            return {"desc": self.desc, "cmd": self.cmd,
-                    "deps": [d.format(**folders) for d in self.deps],
+            return {"desc": self.desc, "cmd": self.cmd, "deps": deps,
                     "params": [{"params.toml": outermost(self.params)}],
-                    "outs": [*(o.format(**folders) for o in self.outs),
-                             *({p.format(**folders): {"persist": True}} for p in self.persist)]}
+                    "outs": _outs(outs, persist)}
+        # The stage's params stamps (hpsweep.core.params_deps) travel with its outputs, and
+        # persist: deleted before a run they would look new and rerun every rule.
+        persist.append(f"{folders['results']}/params/{self.name}")
         # the rules that may train a rule's jobs in packs (core.packs)
         packs = [p for r in self.rules for p in PACK_RULES_OF.get(r, [])]
         allowed = " ".join([*self.rules, *packs])
@@ -68,14 +72,12 @@ class Stage:
         cmd = f"{SNAKEMAKE}{force} --allowed-rules {allowed} -- {self.target}"
         if self.before:
             cmd = f"{self.before} && {cmd}"
-        folders = _folders(params)
         if self.name in STAGE_SWITCH:
             # Switched off (optuna.enabled / final.enabled = false), the stage trains
             # nothing: its target rule would build the stage anyway. Its outputs exist, for
             # DVC to record, without a metrics file of an earlier run that `dvc exp show`
             # would show as this one's; invalid params fail the stage (exit 2).
-            dirs = [*(p.format(**folders) for p in (*self.outs, *self.persist)),
-                    f"{folders['results']}/params/{self.name}"]
+            dirs = [*outs, *persist]
             off = f"mkdir -p {' '.join(dirs)}"
             stale = [m for m in metrics(params) if any(m.startswith(d + "/") for d in dirs)]
             if stale:
@@ -85,17 +87,14 @@ class Stage:
         rule_files = sorted({f"workflow/rules/{RULE_FILES[r]}.smk" for r in self.rules})
         scripts = list(dict.fromkeys(f"workflow/scripts/{s}.py" for r in self.rules
                                      for s in RULE_SCRIPTS[r]))
-        deps = [d.format(**folders) for d in self.deps]
-        d: dict = {"desc": self.desc, "cmd": cmd,
-                   "deps": [*deps, *rule_files, *scripts],
-                   "params": [{"params.toml": stage_params(self.name)}]}
-        outs: list = [o.format(**folders) for o in self.outs]
-        outs += [{p.format(**folders): {"persist": True}} for p in self.persist]
-        # The stage's params stamps (hpsweep.core.params_deps) travel with its outputs, and
-        # persist: deleted before a run they would look new and rerun every rule.
-        outs.append({f"{folders['results']}/params/{self.name}": {"persist": True}})
-        d["outs"] = outs
-        return d
+        return {"desc": self.desc, "cmd": cmd, "deps": [*deps, *rule_files, *scripts],
+                "params": [{"params.toml": stage_params(self.name)}],
+                "outs": _outs(outs, persist)}
+
+
+def _outs(outs: list[str], persist: list[str]) -> list:
+    """dvc.yaml's outs: the plain ones, then those DVC keeps when it reruns the stage."""
+    return [*outs, *({p: {"persist": True}} for p in persist)]
 
 
 def _folders(params: Params) -> dict[str, str]:
