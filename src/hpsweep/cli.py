@@ -164,7 +164,7 @@ def _cmd_stage_on(args: argparse.Namespace) -> int:
     from hpsweep.core.params_deps import value_at
 
     key = STAGE_SWITCH[args.stage]
-    if value_at(load_params(args.params).model_dump(mode="json"), key):
+    if value_at(load_params(args.params), key):
         return 0
     print(f"{args.stage}: off ({key} = false), nothing to run")
     return 1

@@ -175,11 +175,11 @@ def _setup(doc: Doc, study: Study, metrics: list[dict], table: pd.DataFrame) -> 
 
 def _optuna(doc: Doc, study: Study) -> dict | None:
     doc.add("## Optuna refinement")
-    optuna = OptunaLayout(study)
-    best = _read_json(optuna.best_params_path)
     if not study.params.optuna.enabled:  # an earlier run's results are not this study's
         doc.add("Not run (`optuna.enabled = false`).")
         return None
+    optuna = OptunaLayout(study)
+    best = _read_json(optuna.best_params_path)
     if best is None:
         doc.add(f"Not run: `{optuna.best_params_path}` does not exist yet.")
         return None

@@ -31,12 +31,17 @@ def fake_cost(factor: float = 1.0):
     return cost_of
 
 
+def fixed_startups(root) -> None:
+    """Cached job start-ups of 1 s: no subprocess timing in the tests."""
+    for kind in est.STARTUP_IMPORTS:
+        write_json(root / "results" / "calibration" / f"job_startup_{kind}.json",
+                   {"seconds": 1.0})
+
+
 @pytest.fixture
 def written(tmp_path):
     make_study(tmp_path, **BOUNDS)
-    cache = tmp_path / "results" / "calibration"
-    for kind in est.STARTUP_IMPORTS:  # fixed start-ups: no subprocess timing in the test
-        write_json(cache / f"job_startup_{kind}.json", {"seconds": 1.0})
+    fixed_startups(tmp_path)
     return Study.as_written(tmp_path / "params.toml", root=tmp_path)
 
 
@@ -95,9 +100,7 @@ def test_workers_cut_short_get_a_time_limit_however_small_their_share(tmp_path):
     must not round to optuna.minutes = 0 (no limit)."""
     make_study(tmp_path, train={"epochs": 10}, optuna={"n_trials": 20, "epochs": 10,
                                                        "n_workers": 8})
-    for kind in est.STARTUP_IMPORTS:
-        write_json(tmp_path / "results" / "calibration" / f"job_startup_{kind}.json",
-                   {"seconds": 1.0})
+    fixed_startups(tmp_path)
     study = Study.as_written(tmp_path / "params.toml", root=tmp_path)
     with pytest.raises(ParamsError) as e:
         planner.make_plan(with_budget(study, 0.01), cost_of=fake_cost(), slots=1)
@@ -108,9 +111,7 @@ def test_workers_cut_short_get_a_time_limit_however_small_their_share(tmp_path):
 
 def test_the_minimum_names_only_the_stages_the_study_runs(tmp_path):
     make_study(tmp_path, optuna={"enabled": False}, final={"control": False})
-    for kind in est.STARTUP_IMPORTS:
-        write_json(tmp_path / "results" / "calibration" / f"job_startup_{kind}.json",
-                   {"seconds": 1.0})
+    fixed_startups(tmp_path)
     study = with_budget(Study.as_written(tmp_path / "params.toml", root=tmp_path), 0.01)
     with pytest.raises(ParamsError, match="machine: one sweep epoch, the final seeds and the "
                                           "report need"):
@@ -204,9 +205,7 @@ def test_trials_or_final_seeds_at_the_sweeps_epochs_are_priced_at_the_chosen_one
     if section == "final":
         sections["optuna"] = {"enabled": False}
     make_study(tmp_path, **sections)
-    for kind in est.STARTUP_IMPORTS:
-        write_json(tmp_path / "results" / "calibration" / f"job_startup_{kind}.json",
-                   {"seconds": 1.0})
+    fixed_startups(tmp_path)
     study = Study.as_written(tmp_path / "params.toml", root=tmp_path)
     study = with_budget(study, round(0.25 * as_written_minutes(study), 2))
     lock = planner.make_plan(study, cost_of=fake_cost(), slots=1)
